@@ -69,6 +69,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 def read_tf_checkpoint(path, moving_averages: bool = False) -> tuple[dict, dict]:
     """Read the weights of a Magenta checkpoint -> (`{name: float32 array}`, source info)."""
     prefix = resolve_checkpoint(path)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter is not ours
     try:
         import tensorflow as tf
     except ImportError:

@@ -39,7 +39,9 @@ from .mulaw import inverse_mu_law, network_input
 
 # Largest number of rows (steps x sounds) one block of past-tap products may hold. Past this,
 # bigger blocks stop making the product faster and only cost memory (`soundspace bench`).
-BLOCK_ROWS = 64
+BLOCK_ROWS = 1024
+# Up to this many sounds, numpy's per-step products run as one GEMV per sound (see step_matmul).
+GEMV_ROWS = 4
 
 
 class NumpyMath:
@@ -62,6 +64,16 @@ class NumpyMath:
     matmul = staticmethod(np.matmul)
     tanh = staticmethod(np.tanh)
     mul = staticmethod(np.multiply)
+
+    @staticmethod
+    def step_matmul(a, w, out):
+        """A per-step product `[B, K] x [K, N]`. OpenBLAS packs the whole weight matrix for
+        every GEMM, which at 2-4 rows costs more than one GEMV per row (`soundspace bench`)."""
+        if 1 < a.shape[0] <= GEMV_ROWS:
+            for row in range(a.shape[0]):
+                np.dot(a[row], w, out=out[row])
+            return out
+        return np.matmul(a, w, out=out)
 
     @staticmethod
     def relu(x, out):
@@ -111,7 +123,7 @@ class TorchMath:
     def concat(arrays, axis):
         return torch.cat(arrays, dim=axis)
 
-    matmul = staticmethod(torch.matmul)
+    matmul = step_matmul = staticmethod(torch.matmul)
     tanh = staticmethod(torch.tanh)
     mul = staticmethod(torch.mul)
 
@@ -256,14 +268,14 @@ class IncrementalDecoder:
                 m.matmul(rows.reshape(b * self.batch, 2 * C), layer.past[parity],
                          out=out.reshape(b * self.batch, 2 * C))
                 out += layer.cond
-            m.matmul(x, layer.current, out=gate)
+            m.step_matmul(x, layer.current, out=gate)
             gate += layer.block_out[t % b]
             gate[:, :C] *= 0.5
             m.tanh(gate, out=gate)
             gate[:, :C] += 1
             m.mul(gate[:, :C], gate[:, C:], out=h)
             layer.history[t % d, :, parity * C:(parity + 1) * C] = x
-            m.matmul(h, layer.res_skip, out=res_out)
+            m.step_matmul(h, layer.res_skip, out=res_out)
             x += res_out[:, :C]
             x += layer.res_bias
             skip += res_out[:, C:]
@@ -274,6 +286,17 @@ class IncrementalDecoder:
         m.matmul(self.out2, self.logits_w, out=self.logits)
         self.logits += self.logits_b
         return self.logits
+
+
+def sample_steps(decoder: IncrementalDecoder, t0: int, sample, uniform, bins):
+    """Run steps t0 .. t0 + len(uniform) - 1, sampling each step's output with one uniform
+    number per sound (`uniform[j]`, `[B]`) into `bins[:, t]`; return the next step's input."""
+    math = decoder.m
+    for j in range(len(uniform)):
+        drawn = math.sample(math.softmax(decoder.step(t0 + j, sample)), uniform[j])
+        bins[:, t0 + j] = drawn
+        sample = math.as_input(drawn)
+    return sample
 
 
 def row_seeds(seed, batch: int) -> list:
@@ -304,11 +327,7 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
         for f in range(frames):
             decoder.set_frame(math.array(encoding[:, f]))
             uniform = math.array(np.stack([r.random(hop) for r in rngs], axis=1))
-            for j in range(hop):
-                t = f * hop + j
-                drawn = math.sample(math.softmax(decoder.step(t, sample)), uniform[j])
-                bins[:, t] = drawn
-                sample = math.as_input(drawn)
+            sample = sample_steps(decoder, f * hop, sample, uniform, bins)
             bar.update(hop)
     return inverse_mu_law(math.to_numpy(bins).astype(np.int32) - 128)
 

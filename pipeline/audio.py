@@ -1,0 +1,50 @@
+"""Audio in and out: any common file -> 16 kHz mono float32; float audio -> 16-bit WAV.
+
+Decoding goes through libsndfile (WAV, FLAC, OGG, AIFF, MP3, ...), resampling through soxr,
+both well-kept libraries. Files are written under a temporary name and renamed, so a file under
+its final name is always complete.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import SoundspaceError
+
+SAMPLE_RATE = 16000
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read a sound file as mono float32 at `sample_rate`, refusing what cannot be used."""
+    import soundfile
+    import soxr
+
+    path = Path(path)
+    if not path.is_file():
+        raise SoundspaceError(f"no such sound file: {path}")
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile reports every unreadable file as its own error
+        raise SoundspaceError(f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, "
+                              "AIFF or MP3") from None
+    if data.size == 0:
+        raise SoundspaceError(f"{path} holds no audio samples")
+    if not np.isfinite(data).all():
+        raise SoundspaceError(f"{path} holds NaN or infinite samples")
+    mono = data.mean(axis=1)
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
+    return np.clip(mono, -1.0, 1.0)
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write float audio in [-1, 1] as a 16-bit PCM WAV, atomically."""
+    import soundfile
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    soundfile.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    return path

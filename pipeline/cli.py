@@ -1,0 +1,202 @@
+"""The `soundspace` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from . import SoundspaceError
+
+
+def _out_dir(path) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise SoundspaceError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _unique_stems(paths) -> None:
+    seen = {}
+    for p in map(Path, paths):
+        if p.stem in seen:
+            raise SoundspaceError(f"{seen[p.stem]} and {p} would both be written as {p.stem}.*: "
+                                  "rename one or run them separately")
+        seen[p.stem] = p
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def cmd_convert(args) -> None:
+    from .nsynth import checkpoint
+    from .nsynth.model import ModelConfig
+
+    out = Path(args.out)
+    if (out / checkpoint.WEIGHTS_FILE).exists() and not args.force:
+        raise SoundspaceError(f"{out} already holds a model; pass --force to overwrite it")
+    weights, source = checkpoint.read_tf_checkpoint(args.checkpoint, args.moving_averages)
+    try:
+        config = ModelConfig.from_shapes({n: v.shape for n, v in weights.items()},
+                                         stages=args.stages, ae_stages=args.stages)
+    except SoundspaceError as error:
+        raise SoundspaceError(f"{args.checkpoint}: {error}") from None
+    checkpoint.save_model(weights, config, _out_dir(out), source)
+    print(f"converted {source['checkpoint']} (step {source['global_step']}): {len(weights)} "
+          f"variables, {sum(v.size for v in weights.values()):,} parameters, "
+          f"{config.describe()}; skipped {source['skipped_training_entries']} training entries"
+          + (f"; {source['variables_from_moving_averages']} taken from moving averages"
+             if args.moving_averages else "") + f"\nwrote {out}/")
+
+
+def cmd_encode(args) -> None:
+    from tqdm.auto import tqdm
+
+    from .audio import load_audio
+    from .nsynth import NSynth
+
+    _unique_stems(args.inputs)
+    sounds = {p: load_audio(p) for p in args.inputs}
+    model = NSynth.load(args.model, device=args.device)
+    out = _out_dir(args.out)
+    by_length = defaultdict(list)
+    for path, audio in sounds.items():
+        by_length[len(audio)].append(path)
+    with tqdm(total=len(sounds), unit="sound", desc="encoding") as bar:
+        for paths in by_length.values():
+            embeddings = model.encode(np.stack([sounds[p] for p in paths]),
+                                      drop_partial=not args.keep_partial_frame)
+            for path, embedding in zip(paths, embeddings):
+                _save_npy(out / f"{Path(path).stem}.npy", embedding)
+                bar.update()
+    print(f"wrote {len(sounds)} embedding(s) of {model.config.bottleneck} values per "
+          f"{model.config.hop} samples to {out}/")
+
+
+def _load_embedding(path, bottleneck: int) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise SoundspaceError(f"no such embedding file: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy raises several types for files that are not .npy
+        raise SoundspaceError(f"cannot read {path} as a .npy array ({error})") from None
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.shape[1] != bottleneck or array.shape[0] == 0:
+        raise SoundspaceError(f"{path} has shape {list(array.shape)}; an embedding is "
+                              f"[frames, {bottleneck}] as `soundspace encode` writes it")
+    if not np.isfinite(array).all():
+        raise SoundspaceError(f"{path} holds NaN or infinite values")
+    return array.astype(np.float32)
+
+
+def cmd_decode(args) -> None:
+    from .audio import write_wav
+    from .nsynth import NSynth
+
+    _unique_stems(args.inputs)
+    model = NSynth.load(args.model, device=args.device)
+    embeddings = [_load_embedding(p, model.config.bottleneck) for p in args.inputs]
+    out = _out_dir(args.out)
+    # Sound i draws its noise from (seed, i) whatever batch it lands in. Frame counts come from
+    # the files; sounds of equal length are decoded together, `--batch` at a time.
+    by_frames = defaultdict(list)
+    for i, embedding in enumerate(embeddings):
+        by_frames[len(embedding)].append(i)
+    start = time.perf_counter()
+    for indices in by_frames.values():
+        for b0 in range(0, len(indices), args.batch or len(indices)):
+            chunk = indices[b0:b0 + (args.batch or len(indices))]
+            audio = model.generate(np.stack([embeddings[i] for i in chunk]),
+                                   seed=[[args.seed, i] for i in chunk],
+                                   temperature=args.temperature, math=args.math)
+            for i, sound in zip(chunk, audio):
+                write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
+    seconds = sum(len(e) for e in embeddings) * model.config.hop / 16000
+    print(f"decoded {len(embeddings)} sound(s), {seconds:.1f} s of audio, in "
+          f"{time.perf_counter() - start:.1f} s; wrote {out}/")
+
+
+def cmd_bench(args) -> None:
+    from .nsynth import bench
+
+    def ints(text):
+        return tuple(int(v) for v in text.split(","))
+
+    bench.run(batches=ints(args.batches), maths=tuple(args.math.split(",")),
+              frames=args.frames, device=args.device, encode=not args.no_encode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert Magenta's TensorFlow checkpoint to a model folder")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint prefix (.../model.ckpt-200000) or the folder holding it")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--moving-averages", action="store_true",
+                   help="take the exponential moving averages instead of the plain weights")
+    p.add_argument("--stages", type=int, default=10,
+                   help="dilation cycle (layers per stage; 10 for Magenta's model)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
+    p.set_defaults(func=cmd_convert)
+
+    def model_args(p):
+        p.add_argument("--model", required=True, help="model folder (soundspace convert/train)")
+        p.add_argument("--out", required=True, help="folder to write into")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
+    p = sub.add_parser("encode", help="encode sounds to embeddings (.npy of [frames, 16])")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="sound files (any rate, channels)")
+    model_args(p)
+    p.add_argument("--keep-partial-frame", action="store_true",
+                   help="zero-pad the last partial frame instead of dropping it (Magenta drops)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode embeddings (.npy) to 16 kHz WAVs")
+    p.add_argument("inputs", nargs="+", metavar="EMB", help=".npy embeddings [frames, 16]")
+    model_args(p)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same audio)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="softmax temperature (1.0 samples as Magenta does)")
+    p.add_argument("--batch", type=int, default=0, help="sounds per batch (default: all)")
+    p.add_argument("--math", default="auto", choices=("auto", "numpy", "torch"),
+                   help="matrix library of the decoding loop (auto: numpy on CPU)")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("bench", help="time the engine on the full-size network")
+    p.add_argument("--batches", default="1,16,81", help="comma-separated batch sizes")
+    p.add_argument("--math", default="numpy,torch", help="math libraries to compare")
+    p.add_argument("--frames", type=int, default=2, help="timed frames of 512 steps per row")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-encode", action="store_true", help="skip the encoding timing")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SoundspaceError as error:
+        print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"soundspace {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

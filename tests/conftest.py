@@ -1,0 +1,36 @@
+"""Shared fixtures: the reference data folder, small random models and a converted tiny model."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.nsynth import NSynth
+from pipeline.nsynth.checkpoint import save_model
+from pipeline.nsynth.model import ModelConfig
+from pipeline.nsynth.random_weights import make_weights
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nsynth"
+
+# Small enough to decode thousands of steps in a second, deep enough that dilations reach 8.
+SMALL = ModelConfig(width=16, skip_width=8, layers=8, stages=4, ae_width=8, ae_layers=6,
+                    ae_stages=3, bottleneck=16, hop=512)
+
+
+def small_model(config: ModelConfig = SMALL, seed: int = 5) -> NSynth:
+    return NSynth.from_weights(make_weights(seed, config), stages=config.stages,
+                               ae_stages=config.ae_stages, hop=config.hop)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny checkpoint's expected weights saved as a model folder (no TensorFlow needed)."""
+    expected = np.load(FIXTURES / "tiny_expected.npz")
+    weights = {name: expected[name] for name in expected.files}
+    config = ModelConfig.from_shapes({n: v.shape for n, v in weights.items()})
+    return save_model(weights, config, tmp_path_factory.mktemp("tiny") / "model",
+                      {"checkpoint": "tiny_expected.npz"})
+
+
+def tone(seconds: float, freq: float = 220.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.6 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t)).astype(np.float32)

@@ -1,0 +1,138 @@
+"""Incremental generation: it must compute what the parallel network computes, and sample right."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline import SoundspaceError
+from pipeline.nsynth import generate as gen
+from pipeline.nsynth.model import ModelConfig
+from pipeline.nsynth.mulaw import inverse_mu_law, mu_law
+
+from .conftest import SMALL, small_model, tone
+
+
+def sounds(model, batch, seconds=0.1):
+    audio = np.stack([tone(seconds, 110 * (k + 1)) for k in range(batch)])
+    return audio, model.encode(audio)
+
+
+@pytest.mark.parametrize("math", ["numpy", "torch"])
+@pytest.mark.parametrize("batch,block_rows", [(1, 1), (1, 1024), (3, 8), (3, 1024), (5, 16)])
+def test_incremental_equals_parallel(math, batch, block_rows, monkeypatch):
+    """Every block size and the row-wise GEMV path, over three conditioning frames."""
+    monkeypatch.setattr(gen, "BLOCK_ROWS", block_rows)
+    model = small_model()
+    audio, z = sounds(model, batch)
+    audio = audio[:, :3 * 512]
+    parallel = model.probabilities(audio, z)
+    incremental = model.teacher_forced_incremental(audio, z, math=math)
+    np.testing.assert_allclose(incremental, parallel, rtol=0, atol=2e-6)
+    assert np.abs(np.log(incremental) - np.log(parallel)).max() < 1e-4
+
+
+def test_dilations_longer_than_a_frame_and_another_hop():
+    """Blocks must never straddle a conditioning frame, even when d > hop."""
+    config = ModelConfig(width=8, skip_width=8, layers=8, stages=8, ae_width=4, ae_layers=2,
+                         ae_stages=2, bottleneck=16, hop=32)
+    model = small_model(config)
+    audio, z = sounds(model, 2, seconds=0.04)  # 640 samples: 20 frames of 32
+    np.testing.assert_allclose(model.teacher_forced_incremental(audio, z),
+                               model.probabilities(audio, z), rtol=0, atol=2e-6)
+
+
+def test_block_sizes():
+    assert gen.block_size(512, 512, 1, 1024) == 512
+    assert gen.block_size(512, 512, 81, 1024) == 8
+    assert gen.block_size(1, 512, 1, 1024) == 1
+    assert gen.block_size(64, 32, 1, 1024) == 32  # capped by the hop
+    assert gen.block_size(512, 512, 2000, 1024) == 1
+
+
+@pytest.mark.parametrize("math", [gen.NumpyMath(), gen.TorchMath("cpu")], ids=["numpy", "torch"])
+def test_sampling_takes_the_first_bin_reaching_the_draw_and_clamps(math):
+    probs = np.zeros((3, 256), np.float32)
+    probs[:, 10], probs[:, 20] = 0.25, 0.75
+    short = probs.copy()
+    short[2] *= 0.999  # a float32 sum can end just under 1: a draw above it must give bin 255
+    uniform = np.array([0.1, 0.25, 0.9999], np.float32)
+    drawn = math.to_numpy(math.sample(math.array(short), math.array(uniform)))
+    assert drawn.tolist() == [10, 10, 255]
+    drawn = math.to_numpy(math.sample(math.array(probs), math.array(np.array([0.3, 0.0, 0.5]))))
+    assert drawn.tolist() == [20, 0, 20]  # bins before 10 have cdf 0 == u: 0 is the first reaching 0
+
+
+def test_same_seed_same_audio_other_seed_other_audio():
+    model = small_model()
+    _, z = sounds(model, 3)
+    a = model.generate(z, seed=7, progress=False)
+    assert a.shape == (3, 3 * 512) and a.dtype == np.float32
+    assert np.array_equal(a, model.generate(z, seed=7, progress=False))
+    assert np.array_equal(a, model.generate(z, seed=[[7, 0], [7, 1], [7, 2]], progress=False))
+    b = model.generate(z, seed=8, progress=False)
+    assert np.mean(a != b) > 0.5
+    # Every output sample sits on a mu-law bin centre.
+    np.testing.assert_array_equal(inverse_mu_law(mu_law(a)), a)
+
+
+def test_numpy_and_torch_sample_the_same_stream():
+    """Both libraries draw from the same seeded numbers; their probabilities agree to float
+    rounding, so they pick the same bins until a draw falls within rounding of a bin edge."""
+    model = small_model()
+    _, z = sounds(model, 2)
+    a = model.generate(z, seed=3, progress=False, math="numpy")
+    b = model.generate(z, seed=3, progress=False, math="torch")
+    assert np.array_equal(a[:, :256], b[:, :256])
+
+
+def test_samples_follow_the_models_distribution():
+    """Averaged over many steps, log p(sampled bin) matches minus the entropy at that step:
+    sampling the wrong bin (off by one, or ignoring the draw) breaks the equality."""
+    model = small_model()
+    _, z = sounds(model, 8)
+    audio = model.generate(z, seed=1, progress=False)
+    probs = model.probabilities(audio, z)
+    bins = mu_law(audio) + 128
+    logp = np.log(np.take_along_axis(probs, bins[..., None], axis=-1))[..., 0]
+    neg_entropy = (probs * np.log(probs)).sum(-1)
+    assert abs(logp.mean() - neg_entropy.mean()) < 0.05
+    assert neg_entropy.mean() < -2  # the distributions are broad, so the check has teeth
+
+
+def test_low_temperature_picks_the_most_likely_bin():
+    model = small_model()
+    _, z = sounds(model, 2)
+    # The random model's top two log-probabilities are ~3e-3 apart: only a very low temperature
+    # turns that into certainty.
+    audio = model.generate(z, seed=0, temperature=1e-7, progress=False)
+    probs = model.probabilities(audio, z)
+    assert np.mean(probs.argmax(-1) == mu_law(audio) + 128) > 0.999
+    assert not np.array_equal(audio, model.generate(z, seed=0, progress=False))
+
+
+def test_generate_refuses_bad_arguments():
+    model = small_model()
+    _, z = sounds(model, 2)
+    with pytest.raises(SoundspaceError, match="temperature must be > 0"):
+        model.generate(z, temperature=0, progress=False)
+    with pytest.raises(SoundspaceError, match="3 seeds for 2 sounds"):
+        model.generate(z, seed=[1, 2, 3], progress=False)
+    with pytest.raises(SoundspaceError, match="NaN"):
+        model.generate(np.full_like(z, np.nan), progress=False)
+    with pytest.raises(SoundspaceError, match="no frames"):
+        model.generate(z[:, :0], progress=False)
+    with pytest.raises(SoundspaceError, match="unknown math library"):
+        model.generate(z, math="jax", progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_incremental_equals_parallel():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = small_model()
+    model.net.to("cuda")
+    audio, z = sounds(model, 3)
+    audio = audio[:, :1024]
+    np.testing.assert_allclose(model.teacher_forced_incremental(audio, z),
+                               model.probabilities(audio, z), rtol=0, atol=2e-6)
+    assert np.array_equal(model.generate(z, seed=2, progress=False),
+                          model.generate(z, seed=2, progress=False))
