@@ -10,6 +10,8 @@ Everything takes and returns numpy arrays. This package knows nothing of configs
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -75,7 +77,7 @@ class NSynth:
         """Build from `{Magenta variable name: array}`; sizes are read from the shapes."""
         config = ModelConfig.from_shapes({n: np.shape(v) for n, v in weights.items()},
                                          stages=stages, ae_stages=ae_stages, hop=hop)
-        digest = checkpoint.hashlib.sha256()
+        digest = hashlib.sha256()
         for name in sorted(weights):
             digest.update(name.encode() + np.ascontiguousarray(weights[name], np.float32).tobytes())
         return cls._build(weights, config, digest.hexdigest(), {}, device)

@@ -1,0 +1,89 @@
+"""`soundspace encode` / `decode` end to end with the tiny model, and their refusals."""
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from pipeline.cli import main
+
+from .conftest import tone
+
+
+@pytest.fixture
+def sounds(tmp_path):
+    t = np.arange(22050) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.4
+    soundfile.write(tmp_path / "tone.wav", stereo, 44100)  # 0.5 s, 44.1 kHz stereo
+    soundfile.write(tmp_path / "pluck.flac", tone(0.3, 330), 16000)
+    return tmp_path
+
+
+def test_encode_then_decode(sounds, tiny_model_dir, tmp_path, capsys):
+    emb = tmp_path / "emb"
+    assert main(["encode", str(sounds / "tone.wav"), str(sounds / "pluck.flac"),
+                 "--model", str(tiny_model_dir), "--out", str(emb)]) == 0
+    tone_z, pluck_z = np.load(emb / "tone.npy"), np.load(emb / "pluck.npy")
+    assert tone_z.shape == (8000 // 512, 16) and pluck_z.shape == (4800 // 512, 16)
+    assert main(["encode", str(sounds / "pluck.flac"), "--keep-partial-frame",
+                 "--model", str(tiny_model_dir), "--out", str(tmp_path / "emb2")]) == 0
+    assert np.load(tmp_path / "emb2" / "pluck.npy").shape == (10, 16)
+
+    out = tmp_path / "wav"
+    args = [str(emb / "tone.npy"), str(emb / "pluck.npy"), "--model", str(tiny_model_dir), "--seed", "4"]
+    assert main(["decode", *args, "--out", str(out)]) == 0
+    audio, rate = soundfile.read(out / "tone.wav", dtype="int16")
+    assert rate == 16000 and len(audio) == 15 * 512  # frames from the file, never padded
+    assert len(soundfile.read(out / "pluck.wav")[0]) == 9 * 512
+    assert sorted(p.name for p in out.iterdir()) == ["pluck.wav", "tone.wav"]  # no temp files
+
+    assert main(["decode", *args, "--out", str(tmp_path / "again"), "--batch", "1"]) == 0
+    assert (out / "tone.wav").read_bytes() == (tmp_path / "again" / "tone.wav").read_bytes()
+    assert main(["decode", *args[:-1], "5", "--out", str(tmp_path / "other")]) == 0
+    assert (out / "tone.wav").read_bytes() != (tmp_path / "other" / "tone.wav").read_bytes()
+
+
+def test_decode_accepts_a_batched_embedding_of_one(tiny_model_dir, tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((1, 2, 16), np.float32))
+    assert main(["decode", str(tmp_path / "z.npy"), "--model", str(tiny_model_dir),
+                 "--out", str(tmp_path / "o")]) == 0
+    assert len(soundfile.read(tmp_path / "o" / "z.wav")[0]) == 1024
+
+
+def run_error(capsys, args):
+    assert main(args) == 2
+    return capsys.readouterr().err
+
+
+def test_refusals(sounds, tiny_model_dir, tmp_path, capsys):
+    model = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "o")]
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    assert "cannot read" in run_error(capsys, ["encode", str(tmp_path / "bad.wav"), *model])
+    assert "no such sound file" in run_error(capsys, ["encode", str(tmp_path / "none.wav"), *model])
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    assert "holds no audio" in run_error(capsys, ["encode", str(tmp_path / "empty.wav"), *model])
+    soundfile.write(tmp_path / "nan.wav", np.full(2048, np.nan, np.float32), 16000, subtype="FLOAT")
+    assert "NaN" in run_error(capsys, ["encode", str(tmp_path / "nan.wav"), *model])
+    soundfile.write(tmp_path / "short.wav", np.zeros(300), 16000)
+    assert "shorter than one frame" in run_error(capsys, ["encode", str(tmp_path / "short.wav"), *model])
+    (tmp_path / "d").mkdir()
+    soundfile.write(tmp_path / "d" / "tone.wav", tone(0.1), 16000)
+    assert "would both be written" in run_error(
+        capsys, ["encode", str(sounds / "tone.wav"), str(tmp_path / "d" / "tone.wav"), *model])
+    assert "not a soundspace model folder" in run_error(
+        capsys, ["encode", str(sounds / "tone.wav"), "--model", str(tmp_path), "--out", str(tmp_path / "o")])
+    (tmp_path / "file").write_text("x")
+    assert "is not a folder" in run_error(
+        capsys, ["encode", str(sounds / "tone.wav"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "file")])
+
+    np.save(tmp_path / "wide.npy", np.zeros((4, 8), np.float32))
+    assert "[frames, 16]" in run_error(capsys, ["decode", str(tmp_path / "wide.npy"), *model])
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    assert "cannot read" in run_error(capsys, ["decode", str(tmp_path / "junk.npy"), *model])
+    np.save(tmp_path / "inf.npy", np.full((3, 16), np.inf, np.float32))
+    assert "NaN or infinite" in run_error(capsys, ["decode", str(tmp_path / "inf.npy"), *model])
+    np.save(tmp_path / "ok.npy", np.zeros((2, 16), np.float32))
+    assert "temperature must be > 0" in run_error(
+        capsys, ["decode", str(tmp_path / "ok.npy"), *model, "--temperature", "-1"])
+    if not torch.cuda.is_available():
+        assert "no usable CUDA" in run_error(capsys, ["decode", str(tmp_path / "ok.npy"), *model, "--device", "cuda"])
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
