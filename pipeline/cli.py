@@ -127,6 +127,41 @@ def cmd_decode(args) -> None:
           f"{time.perf_counter() - start:.1f} s; wrote {out}/")
 
 
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3"}
+
+
+def cmd_train(args) -> None:
+    from .audio import load_audio
+    from .nsynth import NSynth
+    from .nsynth.model import ModelConfig
+    from .nsynth.train import TrainOptions, train
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise SoundspaceError(f"--data {data} is not a folder of sounds")
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise SoundspaceError(f"{data} holds no sound files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+    sounds = {p.name: load_audio(p) for p in files}
+    sizes = {k: getattr(args, k) for k in ModelConfig.__dataclass_fields__ if getattr(args, k) is not None}
+    init = NSynth.load(args.init) if args.init else None
+    config = None
+    if sizes or init is None:
+        base = init.config.to_dict() if init is not None else DEMO_SIZE
+        config = ModelConfig.from_dict({**base, **sizes})
+    options = TrainOptions(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+                           seed=args.seed, checkpoint_every=args.checkpoint_every,
+                           input_noise=args.input_noise)
+    out = train(sounds, args.out, config=config, init=init, options=options, device=args.device)
+    print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
+
+
+# The size `soundspace train` builds when none is given: the demo model's (the test suite's
+# default model), small enough to train in well under an hour on two CPU cores.
+DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 10, "ae_width": 16,
+             "ae_layers": 10, "ae_stages": 10, "bottleneck": 16, "hop": 512}
+
+
 def cmd_bench(args) -> None:
     from .nsynth import bench
 
@@ -174,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--math", default="auto", choices=("auto", "numpy", "torch"),
                    help="matrix library of the decoding loop (auto: numpy on CPU)")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("train", help="train (or fine-tune) a model on a folder of sounds")
+    p.add_argument("--data", required=True, help="folder of sounds (wav, flac, ogg, aiff, mp3)")
+    p.add_argument("--out", required=True, help="model folder; a run there is resumed")
+    p.add_argument("--init", help="start from this model folder (fine-tune), same size")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=8, help="crops per step")
+    p.add_argument("--crop", type=int, default=4096, help="samples per crop (multiple of 512)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--input-noise", type=float, default=0.0,
+                   help="std of noise on the decoder's input samples (1/128 = one mu-law bin)")
+    p.add_argument("--device", default="cpu")
+    for field in ("width", "skip_width", "layers", "stages", "ae_width", "ae_layers",
+                  "ae_stages", "bottleneck", "hop"):
+        p.add_argument(f"--{field.replace('_', '-')}", type=int, dest=field,
+                       help=f"model size (default: the demo model's {DEMO_SIZE[field]})")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="time the engine on the full-size network")
     p.add_argument("--batches", default="1,16,81", help="comma-separated batch sizes")

@@ -10,6 +10,8 @@ from pipeline.nsynth.model import ModelConfig
 from pipeline.nsynth.random_weights import make_weights
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nsynth"
+# The committed demo model: the default model of the test space and of these tests.
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "n-synth" / "checkpoints" / "demo"
 
 # Small enough to decode thousands of steps in a second, deep enough that dilations reach 8.
 SMALL = ModelConfig(width=16, skip_width=8, layers=8, stages=4, ae_width=8, ae_layers=6,

@@ -159,3 +159,7 @@ def test_a_saved_model_round_trips(tiny_model_dir, tmp_path):
     model.save(tmp_path / "copy")
     again = NSynth.load(tmp_path / "copy")
     assert again.identity == model.identity and again.config == model.config
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("weights.safetensors", "model.json"):  # readable like any file the user writes
+        assert (tmp_path / "copy" / name).stat().st_mode & 0o777 == 0o666 & ~umask

@@ -6,7 +6,7 @@ import torch
 
 from pipeline.cli import main
 
-from .conftest import tone
+from .conftest import DEMO_MODEL, tone
 
 
 @pytest.fixture
@@ -18,18 +18,19 @@ def sounds(tmp_path):
     return tmp_path
 
 
-def test_encode_then_decode(sounds, tiny_model_dir, tmp_path, capsys):
+def test_encode_then_decode(sounds, tmp_path):
+    """With the demo model, the test suite's default."""
     emb = tmp_path / "emb"
     assert main(["encode", str(sounds / "tone.wav"), str(sounds / "pluck.flac"),
-                 "--model", str(tiny_model_dir), "--out", str(emb)]) == 0
+                 "--model", str(DEMO_MODEL), "--out", str(emb)]) == 0
     tone_z, pluck_z = np.load(emb / "tone.npy"), np.load(emb / "pluck.npy")
     assert tone_z.shape == (8000 // 512, 16) and pluck_z.shape == (4800 // 512, 16)
     assert main(["encode", str(sounds / "pluck.flac"), "--keep-partial-frame",
-                 "--model", str(tiny_model_dir), "--out", str(tmp_path / "emb2")]) == 0
+                 "--model", str(DEMO_MODEL), "--out", str(tmp_path / "emb2")]) == 0
     assert np.load(tmp_path / "emb2" / "pluck.npy").shape == (10, 16)
 
     out = tmp_path / "wav"
-    args = [str(emb / "tone.npy"), str(emb / "pluck.npy"), "--model", str(tiny_model_dir), "--seed", "4"]
+    args = [str(emb / "tone.npy"), str(emb / "pluck.npy"), "--model", str(DEMO_MODEL), "--seed", "4"]
     assert main(["decode", *args, "--out", str(out)]) == 0
     audio, rate = soundfile.read(out / "tone.wav", dtype="int16")
     assert rate == 16000 and len(audio) == 15 * 512  # frames from the file, never padded

@@ -105,6 +105,9 @@ def save_model(weights: dict, config: ModelConfig, out_dir, source: dict) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{WEIGHTS_FILE}.tmp"
     save_file({n: np.ascontiguousarray(v, dtype=np.float32) for n, v in weights.items()}, tmp)
+    umask = os.umask(0)  # safetensors creates its file private (0600); give it the usual mode
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     meta = {"format": FORMAT, "config": config.to_dict(), "weights_sha256": sha256_file(tmp),
             "parameters": int(sum(v.size for v in weights.values())), "source": source}
     os.replace(tmp, out / WEIGHTS_FILE)

@@ -1,0 +1,146 @@
+"""Training: the whole autoencoder, teacher-forced, on random crops of a few sounds.
+
+Each step takes `batch` random crops (a whole number of frames) from the sounds, encodes them,
+and scores the decoder's prediction of every sample given the true previous samples and the
+crop's own embedding: cross-entropy over the 256 mu-law bins, Adam, cosine learning-rate decay
+to a tenth. The run is checkpointed every `checkpoint_every` steps to `train-state.pt` (model,
+optimizer, step and both random generators) and to a model folder, both replaced atomically;
+starting the same command again resumes from the last checkpoint and continues the same random
+streams, so an interrupted run ends where an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import SoundspaceError
+from . import NSynth, checkpoint
+from .model import Autoencoder, ModelConfig
+from .mulaw import mu_law, network_input
+from .random_weights import make_weights
+
+STATE_FILE = "train-state.pt"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int = 2000
+    batch: int = 8
+    crop: int = 4096  # samples per crop, a multiple of the hop
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 100
+    # Std of Gaussian noise added to the decoder's input samples (network scale, one mu-law bin
+    # is 1/128). A decoder trained only on clean inputs can predict them well yet drift once it
+    # feeds on its own samples; noisy inputs push it to lean on the conditioning instead.
+    input_noise: float = 0.0
+
+
+def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio."""
+    hop = net.config.hop
+    x = torch.from_numpy(network_input(crops.numpy())).to(next(net.parameters()).device)
+    target = torch.from_numpy(mu_law(crops.numpy()) + 128).long().to(x.device)
+    z = net.encode(x)
+    z = z.reshape(z.shape[0], z.shape[1], -1, hop).mean(-1).repeat_interleave(hop, dim=2)
+    inputs = F.pad(x[:, :-1], (1, 0))  # the input at step t is sample t-1
+    if input_noise:
+        inputs = inputs + input_noise * torch.randn_like(inputs)
+    return F.cross_entropy(net.decode_logits(inputs, z), target)
+
+
+def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
+    if not sounds:
+        raise SoundspaceError("no sounds to train on")
+    if options.crop <= 0 or options.crop % hop:
+        raise SoundspaceError(f"--crop {options.crop} must be a positive multiple of the hop ({hop})")
+    short = [f"{name} ({len(a)} samples)" for name, a in sounds.items() if len(a) < options.crop]
+    if short:
+        raise SoundspaceError(f"sounds shorter than one crop of {options.crop} samples: "
+                              f"{', '.join(short)}; use a smaller --crop or longer sounds")
+    for name, audio in sounds.items():
+        if not np.abs(audio).max() > 0:
+            raise SoundspaceError(f"{name} is silent: there is nothing to learn from it")
+
+
+def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth | None = None,
+          options: TrainOptions = TrainOptions(), device: str = "cpu", progress: bool = True) -> Path:
+    """Train on `{name: float32 16 kHz audio}`; write a model folder to `out_dir`; return it."""
+    from tqdm.auto import tqdm
+
+    if init is not None:
+        if config is not None and config != init.config:
+            raise SoundspaceError(f"--init model is {init.config.describe()}, but the size asked "
+                                  f"for is {config.describe()}: drop the size options to "
+                                  "fine-tune it, or drop --init to train a new model")
+        config = init.config
+    config = config or ModelConfig()
+    _check_data(sounds, options, config.hop)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+
+    net = Autoencoder(config)
+    net.load_magenta(
+        {n: p.detach().cpu().numpy() for n, p in init.net.magenta_state().items()}
+        if init is not None else make_weights(options.seed, config))
+    net = net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
+    rng = np.random.default_rng(options.seed)
+    torch.manual_seed(options.seed)
+    step = 0
+    if state_path.is_file():
+        saved = torch.load(state_path, map_location=device, weights_only=False)
+        if saved["config"] != config.to_dict() or saved["options"] != asdict(options):
+            raise SoundspaceError(f"{out} holds a training run with other settings "
+                                  f"({saved['options']}, {saved['config']}); resume it with the "
+                                  "same options, or train into another --out")
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        step = saved["step"]
+        print(f"resuming from step {step} of {options.steps} ({state_path})")
+
+    names = sorted(sounds)
+    audio = [torch.from_numpy(np.ascontiguousarray(sounds[n], dtype=np.float32)) for n in names]
+
+    def save(loss: float) -> None:
+        tmp = out / f".{STATE_FILE}.tmp"
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "config": config.to_dict(), "options": asdict(options)}, tmp)
+        os.replace(tmp, state_path)
+        weights = {n: p.detach().cpu().numpy() for n, p in net.magenta_state().items()}
+        checkpoint.save_model(weights, config, out, {
+            "trained_on": names, "steps": step, "loss": loss, "options": asdict(options),
+            "init": init.identity if init is not None else None})
+
+    loss_value = float("nan")
+    with tqdm(total=options.steps, initial=step, disable=not progress, unit="step",
+              desc="training") as bar:
+        while step < options.steps:
+            for group in optimizer.param_groups:  # cosine decay from lr to lr / 10
+                group["lr"] = options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / options.steps)))
+            picks = rng.integers(len(audio), size=options.batch)
+            starts = [int(rng.integers(len(audio[k]) - options.crop + 1)) for k in picks]
+            crops = torch.stack([audio[k][s:s + options.crop] for k, s in zip(picks, starts)])
+            loss = loss_on(net, crops, options.input_noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = loss.item()
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            bar.update()
+            if step % options.checkpoint_every == 0 or step == options.steps:
+                save(loss_value)
+    if not (out / checkpoint.WEIGHTS_FILE).is_file():
+        save(loss_value)
+    return out

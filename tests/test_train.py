@@ -1,0 +1,105 @@
+"""Training: it learns, it resumes exactly, and it refuses bad input."""
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from pipeline import SoundspaceError
+from pipeline.cli import main
+from pipeline.nsynth import NSynth
+from pipeline.nsynth import train as training
+from pipeline.nsynth.model import Autoencoder, ModelConfig
+from pipeline.nsynth.random_weights import make_weights
+
+from .conftest import tone
+
+TINY = ModelConfig(width=8, skip_width=8, layers=4, stages=2, ae_width=4, ae_layers=2,
+                   ae_stages=2, bottleneck=16, hop=512)
+OPTIONS = training.TrainOptions(steps=12, batch=2, crop=1024, lr=1e-2, seed=3, checkpoint_every=4)
+
+
+def data():
+    return {"low.wav": tone(0.3, 131), "high.wav": tone(0.3, 262)}
+
+
+def test_a_few_steps_lower_the_loss(tmp_path):
+    crops = torch.from_numpy(np.stack([tone(0.3, 131)[:1024], tone(0.3, 262)[1024:2048]]))
+    net = Autoencoder(TINY)
+    net.load_magenta(make_weights(OPTIONS.seed, TINY))
+    with torch.no_grad():
+        before = training.loss_on(net, crops).item()
+    out = training.train(data(), tmp_path / "m", TINY, options=OPTIONS, progress=False)
+    trained = NSynth.load(out)
+    with torch.no_grad():
+        after = training.loss_on(trained.net, crops).item()
+    assert after < before - 0.5, (before, after)
+    assert trained.meta["source"]["steps"] == OPTIONS.steps
+
+
+def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch, capsys):
+    whole = NSynth.load(training.train(data(), tmp_path / "whole", TINY, options=OPTIONS, progress=False))
+
+    real_loss, calls = training.loss_on, []
+
+    def dies_at_step_7(net, crops, noise):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real_loss(net, crops, noise)
+
+    monkeypatch.setattr(training, "loss_on", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(data(), tmp_path / "cut", TINY, options=OPTIONS, progress=False)
+    assert NSynth.load(tmp_path / "cut").meta["source"]["steps"] == 4  # the last checkpoint
+    monkeypatch.setattr(training, "loss_on", real_loss)
+    resumed = NSynth.load(training.train(data(), tmp_path / "cut", TINY, options=OPTIONS, progress=False))
+    assert "resuming from step 4 of 12" in capsys.readouterr().out
+    for name, p in whole.net.magenta_state().items():
+        torch.testing.assert_close(resumed.net.magenta_state()[name], p, rtol=0, atol=1e-6)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    training.train(data(), tmp_path / "m", TINY, options=OPTIONS, progress=False)
+    other = training.TrainOptions(**{**OPTIONS.__dict__, "lr": 5e-3})
+    with pytest.raises(SoundspaceError, match="training run with other settings"):
+        training.train(data(), tmp_path / "m", TINY, options=other, progress=False)
+
+
+def test_bad_training_data_is_refused(tmp_path):
+    with pytest.raises(SoundspaceError, match="shorter than one crop"):
+        training.train({"a.wav": tone(0.05)}, tmp_path / "m", TINY, options=OPTIONS, progress=False)
+    with pytest.raises(SoundspaceError, match="silent"):
+        training.train({"a.wav": np.zeros(4096, np.float32)}, tmp_path / "m", TINY, options=OPTIONS, progress=False)
+    bad_crop = training.TrainOptions(**{**OPTIONS.__dict__, "crop": 1000})
+    with pytest.raises(SoundspaceError, match="multiple of the hop"):
+        training.train(data(), tmp_path / "m", TINY, options=bad_crop, progress=False)
+
+
+def cli_error(capsys, args):
+    assert main(args) == 2
+    return capsys.readouterr().err
+
+
+def test_train_command_refusals(tmp_path, tiny_model_dir, capsys):
+    out = ["--out", str(tmp_path / "m"), "--steps", "2"]
+    (tmp_path / "empty").mkdir()
+    assert "holds no sound files" in cli_error(capsys, ["train", "--data", str(tmp_path / "empty"), *out])
+    assert "is not a folder" in cli_error(capsys, ["train", "--data", str(tmp_path / "none"), *out])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.wav").write_bytes(b"RIFF nonsense")
+    assert "cannot read" in cli_error(capsys, ["train", "--data", str(tmp_path / "bad"), *out])
+    (tmp_path / "ok").mkdir()
+    soundfile.write(tmp_path / "ok" / "a.wav", tone(0.5), 16000)
+    err = cli_error(capsys, ["train", "--data", str(tmp_path / "ok"), *out, "--init", str(tiny_model_dir),
+                             "--width", "16", "--crop", "1024"])
+    assert "--init model is decoder 30 layers x 8" in err and "drop the size options" in err
+
+
+def test_train_command_fine_tunes_a_model(tmp_path, tiny_model_dir):
+    (tmp_path / "ok").mkdir()
+    soundfile.write(tmp_path / "ok" / "a.wav", tone(0.5), 16000)
+    assert main(["train", "--data", str(tmp_path / "ok"), "--out", str(tmp_path / "m"), "--steps", "2",
+                 "--crop", "1024", "--batch", "1", "--init", str(tiny_model_dir)]) == 0
+    tuned = NSynth.load(tmp_path / "m")
+    assert tuned.config == NSynth.load(tiny_model_dir).config
+    assert tuned.meta["source"]["init"] == NSynth.load(tiny_model_dir).identity
