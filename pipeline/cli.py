@@ -127,6 +127,12 @@ def cmd_decode(args) -> None:
           f"{time.perf_counter() - start:.1f} s; wrote {out}/")
 
 
+# The size `soundspace train` builds when none is given: the demo model's (the test suite's
+# default model), small enough to train in well under an hour on two CPU cores.
+DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 10, "ae_width": 16,
+             "ae_layers": 10, "ae_stages": 10, "bottleneck": 16, "hop": 512}
+
+
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3"}
 
 
@@ -154,12 +160,6 @@ def cmd_train(args) -> None:
                            input_noise=args.input_noise)
     out = train(sounds, args.out, config=config, init=init, options=options, device=args.device)
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
-
-
-# The size `soundspace train` builds when none is given: the demo model's (the test suite's
-# default model), small enough to train in well under an hour on two CPU cores.
-DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 10, "ae_width": 16,
-             "ae_layers": 10, "ae_stages": 10, "bottleneck": 16, "hop": 512}
 
 
 def cmd_bench(args) -> None:
@@ -223,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-noise", type=float, default=0.0,
                    help="std of noise on the decoder's input samples (1/128 = one mu-law bin)")
     p.add_argument("--device", default="cpu")
-    for field in ("width", "skip_width", "layers", "stages", "ae_width", "ae_layers",
-                  "ae_stages", "bottleneck", "hop"):
+    for field in DEMO_SIZE:
         p.add_argument(f"--{field.replace('_', '-')}", type=int, dest=field,
                        help=f"model size (default: the demo model's {DEMO_SIZE[field]})")
     p.set_defaults(func=cmd_train)
