@@ -14,6 +14,8 @@ import numpy as np
 from . import SoundspaceError
 
 SAMPLE_RATE = 16000
+# Peaks below -80 dBFS (a few 16-bit steps) count as silence: nothing for the encoder to hear.
+SILENCE_PEAK = 1e-4
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -37,6 +39,22 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
     return np.clip(mono, -1.0, 1.0)
+
+
+def load_sound(path, samples: int) -> np.ndarray:
+    """An input sound of a space: loaded as above, trimmed or zero-padded to `samples`, and
+    refused when what is left is silent."""
+    audio = load_audio(path)
+    fitted = np.zeros(samples, np.float32)
+    fitted[:min(samples, len(audio))] = audio[:samples]
+    peak = float(np.abs(fitted).max())
+    if peak < SILENCE_PEAK:
+        where = "is silent" if len(audio) <= samples or np.abs(audio).max() < SILENCE_PEAK \
+            else f"is silent in its first {samples / SAMPLE_RATE:g} s (the space's length)"
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
+        raise SoundspaceError(f"{path} {where} (peak {level}); give a sound that starts within "
+                              "the space's length")
+    return fitted
 
 
 def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

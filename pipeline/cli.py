@@ -37,6 +37,12 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def cmd_generate(args) -> None:
+    from .run import generate_space
+
+    generate_space(args.dataset, args.workflow, force=args.force, output_dir=args.output)
+
+
 def cmd_convert(args) -> None:
     from .nsynth import checkpoint
     from .nsynth.model import ModelConfig
@@ -175,6 +181,16 @@ def cmd_bench(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
+    p.add_argument("--workflow", required=True,
+                   help="workflow config (config-workflow-local.json): backend, device, models")
+    p.add_argument("--dataset", required=True,
+                   help="dataset folder holding space.json and its sounds")
+    p.add_argument("--output", help="folder for the space (default: the workflow's output)")
+    p.add_argument("--force", action="store_true",
+                   help="make every cell again instead of keeping finished ones")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("convert", help="convert Magenta's TensorFlow checkpoint to a model folder")
     p.add_argument("--checkpoint", required=True,

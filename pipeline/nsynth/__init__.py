@@ -163,11 +163,12 @@ class NSynth:
             raise SoundspaceError(str(error)) from None
 
     @torch.no_grad()
-    def generate(self, encoding, seed=0, temperature: float = 1.0, progress: bool = True,
+    def generate(self, encoding, seed=0, temperature: float = 1.0, progress=True,
                  math: str = "auto") -> np.ndarray:
         """Sample audio `[B, F * hop]` from embeddings `[B, F, bottleneck]`, all in one batch.
 
         `seed` is an int (sound b draws from the stream (seed, b)) or one seed per sound.
+        `progress`: True shows a bar; a callable instead receives the samples done (all rows).
         Same seed, same audio, bit for bit, on the same device and math library."""
         encoding = self._check_encoding(encoding)
         if not temperature > 0:

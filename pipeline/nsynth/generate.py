@@ -310,9 +310,10 @@ def row_seeds(seed, batch: int) -> list:
 
 
 def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, math=None,
-             temperature: float = 1.0, progress: bool = True,
+             temperature: float = 1.0, progress=True,
              block_rows: int = BLOCK_ROWS) -> np.ndarray:
-    """Sample audio `[B, F * hop]` for embeddings `[B, F, bottleneck]`."""
+    """Sample audio `[B, F * hop]` for embeddings `[B, F, bottleneck]`. `progress`: True shows
+    a bar, False none, a callable is called with the samples decoded (all rows) per frame."""
     from tqdm.auto import tqdm
 
     math = math or NumpyMath()
@@ -322,13 +323,16 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
     decoder = IncrementalDecoder(state, config, batch, math, temperature, block_rows)
     bins = math.bins((batch, frames * hop))
     sample = math.zeros(batch)
-    with tqdm(total=frames * hop, disable=not progress, unit="sample", unit_scale=True,
-              desc=f"decoding {batch} sound(s)", smoothing=0.1) as bar:
+    report = progress if callable(progress) else None  # a caller's own bar: told samples done
+    with tqdm(total=frames * hop, disable=report is not None or not progress, unit="sample",
+              unit_scale=True, desc=f"decoding {batch} sound(s)", smoothing=0.1) as bar:
         for f in range(frames):
             decoder.set_frame(math.array(encoding[:, f]))
             uniform = math.array(np.stack([r.random(hop) for r in rngs], axis=1))
             sample = sample_steps(decoder, f * hop, sample, uniform, bins)
             bar.update(hop)
+            if report:
+                report(hop * batch)
     return inverse_mu_law(math.to_numpy(bins).astype(np.int32) - 128)
 
 

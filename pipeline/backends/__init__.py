@@ -1,0 +1,22 @@
+"""Backends move shards to where they run and their results back. None decodes audio itself:
+every one calls `shards.render_shard`, so a space is the same cell for cell whatever ran it.
+
+A backend is an object with one method,
+
+    run(specs, space_dir, progress) -> iterator of (spec, result)
+
+that runs every `ShardSpec` so that its cells end up finished in `space_dir`, calls
+`progress(samples)` as decoding advances, and yields each shard's `render_shard` result as the
+shard completes (in any order). It raises `SoundspaceError` when a shard fails; cells finished
+before that stay for a rerun.
+"""
+from __future__ import annotations
+
+
+def backend_for(workflow):
+    """The backend a workflow names."""
+    if workflow.backend == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(workflow.parallel_shards)
+    raise ValueError(f"unknown backend {workflow.backend!r}")  # the config schema allows no other

@@ -1,0 +1,198 @@
+"""Configuration: the sound space (a dataset folder's `space.json`) and the workflow (where and how
+it is decoded), validated with pydantic so that every mistake is reported with its file, its field,
+what was found and what is allowed, before anything is read, decoded or written.
+
+A space names 2 sounds (LEFT, RIGHT: a line) or 4 (NW, NE, SW, SE: a square), each a file in the
+dataset folder; `resolution` counts the points per axis including the ends. The workflow names the
+backend, the device, the two models (`real` for real spaces, `test` for test spaces; a space picks
+one with its `model` field), the decode batch and shard size, how many shards run at once, and the
+output folder. Relative paths in a workflow are relative to the workflow file. A workflow holds no
+secrets: keys come from the environment.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from . import SoundspaceError
+from .audio import SAMPLE_RATE
+from .space import LINE, SQUARE
+
+# A square of 129 x 129 is 16,641 cells: a whole instrument library of one note. Beyond that a run
+# is almost certainly a typo (resolution 1000 would be a million sounds), so it is refused with
+# its cost. Decoding cost per sample per cell, measured with Magenta's full-size model on the
+# 2-core development machine at batch 81 (`soundspace bench`), gives the estimate.
+MAX_CELLS = 129 * 129
+SECONDS_PER_CELL_SAMPLE = 0.053 / 81
+MAX_LENGTH_SECONDS = 60.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostProcess(_Strict):
+    """What is done to each decoded sound before it is written.
+
+    `default`: remove the DC offset, peak-normalise to `peak_dbfs` (never above 0 dBFS, so nothing
+    clips), linear fades of `fade_ms` at both ends, zero-padded to the space's length.
+    `open-nsynth-super`: Open NSynth Super's chain (declick, -12 dBFS, onset trim, the space's
+    length, 8-sample fades). `none`: the model's samples as they come."""
+    chain: Literal["default", "open-nsynth-super", "none"] = "default"
+    peak_dbfs: float = Field(-1.0, ge=-60.0, le=0.0)
+    fade_ms: float = Field(5.0, ge=0.0, le=1000.0)
+
+
+class Sound(_Strict):
+    file: str = Field(min_length=1)
+    label: str | None = None
+
+
+class SpaceConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    sounds: dict[str, Sound]
+    resolution: int = Field(ge=2)
+    weighting: Literal["bilinear", "radial"] = "bilinear"
+    length: float = Field(gt=0.0, le=MAX_LENGTH_SECONDS)
+    seed: int = Field(0, ge=0, lt=2**63)
+    model: Literal["real", "test"] = "real"
+    postprocess: PostProcess = PostProcess()
+
+    @field_validator("sounds", mode="before")
+    @classmethod
+    def _plain_file_names(cls, value):
+        # "NW": "bass.wav" is shorthand for "NW": {"file": "bass.wav"}.
+        if isinstance(value, dict):
+            return {k: {"file": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("sounds")
+    @classmethod
+    def _two_or_four(cls, value):
+        keys = set(value)
+        if keys not in (set(LINE), set(SQUARE)):
+            raise ValueError(f"got {len(value)} sound(s) named {', '.join(sorted(keys)) or 'nothing'}; "
+                             f"a space takes 2 sounds named {' and '.join(LINE)} (a line) or 4 "
+                             f"named {', '.join(SQUARE)} (a square)")
+        return value
+
+    @model_validator(mode="after")
+    def _affordable(self):
+        cells = self.cell_count
+        if cells > MAX_CELLS:
+            audio_hours = cells * self.length / 3600
+            cpu_hours = cells * self.samples * SECONDS_PER_CELL_SAMPLE / 3600
+            raise ValueError(
+                f"resolution {self.resolution} makes {cells:,} cells, {audio_hours:,.0f} hours of "
+                f"audio to decode (about {cpu_hours:,.0f} hours on 2 CPU cores with Magenta's "
+                f"model); at most {MAX_CELLS:,} cells are accepted (a square up to 129 x 129): "
+                "lower the resolution")
+        return self
+
+    @property
+    def labels(self) -> tuple:
+        return LINE if set(self.sounds) == set(LINE) else SQUARE
+
+    @property
+    def cell_count(self) -> int:
+        return self.resolution ** (1 if self.labels == LINE else 2)
+
+    @property
+    def samples(self) -> int:
+        return round(self.length * SAMPLE_RATE)
+
+
+class Models(_Strict):
+    real: str = Field(min_length=1)
+    test: str = Field(min_length=1)
+
+
+class WorkflowConfig(_Strict):
+    backend: Literal["local"] = "local"
+    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
+    math: Literal["auto", "numpy", "torch"] = "auto"
+    models: Models
+    decode_batch: int = Field(81, ge=1, le=4096)
+    shard_size: int = Field(81, ge=1, le=MAX_CELLS)
+    parallel_shards: int = Field(1, ge=1, le=64)
+    output: str = Field("output", min_length=1)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (misspelt?)"
+        elif item["type"] == "string_pattern_mismatch" and where == "name":
+            message = ("use letters, digits, '.', '_' or '-' (at most 100, starting with a letter "
+                       "or digit): it names the output folder")
+        elif item["type"] == "string_pattern_mismatch" and where == "device":
+            message = "use cpu, cuda, cuda:N or auto"
+        got = "" if item["type"] in ("missing", "extra_forbidden") or "got" in message \
+            else f" (got {json.dumps(item.get('input'), default=str)[:60]})"
+        lines.append(f"field {where}: {message}{got}")
+    return "; ".join(lines)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise SoundspaceError(f"no {what} at {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SoundspaceError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, "
+                              f"column {error.colno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SoundspaceError(f"cannot read {path} ({error})") from None
+    if not isinstance(data, dict):
+        raise SoundspaceError(f"{path}: expected a JSON object {{...}}, got {type(data).__name__}")
+    return data
+
+
+def load_space(dataset) -> tuple[SpaceConfig, Path]:
+    """The space of a dataset folder and the folder itself; every sound file must be inside it."""
+    folder = Path(dataset)
+    if not folder.is_dir():
+        raise SoundspaceError(f"--dataset {folder} is not a folder; give a dataset folder holding "
+                              "space.json and its sounds (e.g. models/n-synth/dataset-test)")
+    path = folder / "space.json"
+    try:
+        space = SpaceConfig.model_validate(_read_json(path, "space definition (space.json)"))
+    except ValidationError as error:
+        raise SoundspaceError(f"{path}: {_describe(error)}") from None
+    root = folder.resolve()
+    for label, sound in space.sounds.items():
+        file = (folder / sound.file).resolve()
+        if root not in file.parents:
+            raise SoundspaceError(f"{path}: field sounds.{label}.file: {sound.file!r} is outside "
+                                  f"the dataset folder; put the sound in {folder}")
+    return space, folder
+
+
+def load_workflow(path) -> tuple[WorkflowConfig, Path]:
+    """The workflow and the folder its relative paths start from."""
+    path = Path(path)
+    try:
+        workflow = WorkflowConfig.model_validate(_read_json(path, "workflow config"))
+    except ValidationError as error:
+        raise SoundspaceError(f"{path}: {_describe(error)}") from None
+    return workflow, path.resolve().parent
+
+
+def model_folder(workflow: WorkflowConfig, base: Path, which: str, workflow_path) -> Path:
+    """The model folder a space asks for, with the way to get it when it is missing."""
+    folder = base / getattr(workflow.models, which)
+    if not (folder / "model.json").is_file():
+        how = ("get Magenta's wavenet-ckpt and convert it with `soundspace convert --checkpoint "
+               f"wavenet-ckpt/model.ckpt-200000 --out {getattr(workflow.models, which)}` (README: "
+               "Using the engine)" if which == "real" else
+               "train one with `soundspace train` or point it at models/n-synth/checkpoints/demo")
+        raise SoundspaceError(f"{workflow_path}: models.{which} = {folder} holds no model "
+                              f"(no model.json); {how}")
+    return folder
