@@ -4,8 +4,8 @@ The decoder's sound is `frames * 512` samples long (a little shorter than the sp
 because Magenta's framing drops the partial last frame), may carry a DC offset, and has whatever
 level the model gives it. Every chain returns exactly `samples` samples in [-1, 1].
 
-- `default`: subtract the mean, peak-normalise to `peak_dbfs` (at most 0 dBFS, so nothing clips),
-  linear fades of `fade_ms` at both ends (no click at the start or at the cut), zero-padded.
+- `default`: subtract the mean, linear fades of `fade_ms` at both ends (no click at the start or
+  at the cut), peak-normalise to `peak_dbfs` (at most 0 dBFS, so nothing clips), zero-padded.
 - `open-nsynth-super`: the chain of Open NSynth Super's generator, for sounds meant for its
   hardware: declick (a sample whose first differences to both neighbours exceed 1.0 becomes their
   mean), peak to -12 dBFS, trim to 16 samples before the first sample above 10 % of the peak,
@@ -51,9 +51,8 @@ def declick(audio: np.ndarray) -> np.ndarray:
 
 def default_chain(audio: np.ndarray, samples: int, peak_dbfs: float, fade_ms: float) -> np.ndarray:
     audio = audio.astype(np.float32) - np.float32(audio.mean(dtype=np.float64))
-    audio = _normalise(audio, peak_dbfs)
     audio = _fade(audio, round(fade_ms * SAMPLE_RATE / 1000))
-    return _fit(audio, samples)
+    return _fit(_normalise(audio, peak_dbfs), samples)
 
 
 def open_nsynth_super_chain(audio: np.ndarray, samples: int) -> np.ndarray:

@@ -1,0 +1,119 @@
+"""Every refusal of `soundspace generate`: a clear message naming the file, the field or the
+sound, exit code 2, and nothing written (the output folder is never created)."""
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.cli import main
+
+from .pipeline_helpers import dataset, workflow
+
+
+def refused(tmp_path, capsys, data, flow=None) -> str:
+    flow = flow or workflow(tmp_path)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    assert not (tmp_path / "out").exists(), "a refused run wrote something"
+    err = capsys.readouterr().err
+    assert err.startswith("soundspace generate: error: ") and err.count("\n") == 1
+    return err
+
+
+def test_wrong_number_of_sounds(tmp_path, capsys):
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", labels=("NW", "NE", "SW")))
+    assert "space.json" in err and "field sounds" in err and "got 3 sound(s)" in err
+    assert "LEFT and RIGHT" in err and "NW, NE, SW, SE" in err
+    err = refused(tmp_path, capsys, dataset(tmp_path / "e", labels=("LEFT", "NE")))
+    assert "got 2 sound(s) named LEFT, NE" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    (data / "guitar.wav").unlink()
+    assert "no such sound file" in refused(tmp_path, capsys, data) and "guitar.wav" in \
+        refused(tmp_path, capsys, data)
+
+
+def test_file_outside_the_dataset(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    space = json.loads((data / "space.json").read_text())
+    space["sounds"]["NW"]["file"] = "../elsewhere.wav"
+    (data / "space.json").write_text(json.dumps(space))
+    assert "sounds.NW.file" in refused(tmp_path, capsys, data)
+
+
+def test_unreadable_file(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    (data / "organ.wav").write_bytes(b"this is not a sound")
+    err = refused(tmp_path, capsys, data)
+    assert "cannot read" in err and "organ.wav" in err and "WAV, FLAC" in err
+
+
+def test_empty_audio(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    soundfile.write(data / "bass.wav", np.zeros(0, np.float32), 16000)
+    assert "holds no audio samples" in refused(tmp_path, capsys, data)
+
+
+def test_silent_audio(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    soundfile.write(data / "bass.wav", np.zeros(16000, np.float32), 16000)
+    err = refused(tmp_path, capsys, data)
+    assert "bass.wav is silent" in err and "all zeros" in err
+    late = np.zeros(48000, np.float32)
+    late[40000:] = 0.5  # sound only after the space's 1 s
+    soundfile.write(data / "bass.wav", late, 16000)
+    assert "silent in its first 1 s" in refused(tmp_path, capsys, data)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_infinite_samples(tmp_path, capsys, bad):
+    data = dataset(tmp_path / "d")
+    audio = np.full(16000, 0.1, np.float32)
+    audio[100] = bad
+    soundfile.write(data / "keyboard.wav", audio, 16000, subtype="FLOAT")
+    err = refused(tmp_path, capsys, data)
+    assert "keyboard.wav holds NaN or infinite samples" in err
+
+
+def test_resolution_below_two(tmp_path, capsys):
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", resolution=1))
+    assert "field resolution" in err and "greater than or equal to 2" in err and "got 1" in err
+
+
+def test_absurd_resolution_says_what_it_would_cost(tmp_path, capsys):
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", resolution=1000))
+    assert "1,000,000 cells" in err and "278 hours of audio" in err and "lower the resolution" in err
+
+
+def test_unknown_weighting(tmp_path, capsys):
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", weighting="cubic"))
+    assert "field weighting" in err and "'bilinear' or 'radial'" in err and '"cubic"' in err
+
+
+def test_bad_space_fields_and_json(tmp_path, capsys):
+    data = dataset(tmp_path / "d", resolutoin=3)
+    assert "field resolutoin: unknown field (misspelt?)" in refused(tmp_path, capsys, data)
+    data = dataset(tmp_path / "e", name="../escape")
+    assert "field name" in refused(tmp_path, capsys, data)
+    data = dataset(tmp_path / "f", postprocess={"chain": "loud"})
+    assert "field postprocess.chain" in refused(tmp_path, capsys, data)
+    (data / "space.json").write_text("{\"name\": ")
+    assert "not valid JSON" in refused(tmp_path, capsys, data)
+    (data / "space.json").unlink()
+    assert "no space definition (space.json)" in refused(tmp_path, capsys, data)
+    assert "is not a folder" in refused(tmp_path, capsys, tmp_path / "nowhere")
+
+
+def test_bad_workflow(tmp_path, capsys):
+    data = dataset(tmp_path / "d")
+    err = refused(tmp_path, capsys, data, workflow(tmp_path, device="gpu"))
+    assert "workflow.json" in err and "field device: use cpu, cuda, cuda:N or auto" in err
+    err = refused(tmp_path, capsys, data, workflow(tmp_path, backend="cloud"))
+    assert "field backend" in err and "'local'" in err
+    err = refused(tmp_path, capsys, data, workflow(tmp_path, models={"real": "nowhere",
+                                                                      "test": "nowhere"}))
+    assert "models.real" in err and "holds no model" in err and "soundspace convert" in err
+    err = refused(tmp_path, capsys, data, workflow(tmp_path, api_key="secret"))
+    assert "field api_key: unknown field" in err
