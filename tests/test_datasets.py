@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import soundfile
 
+from pipeline.config import load_space
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = {"dataset": 4.0, "dataset-test": 1.0}
 
@@ -45,3 +47,5 @@ def test_each_dataset_defines_a_square_space_of_its_sounds(folder):
         assert info.frames == DATASETS[folder] * 16000
         assert sound["label"]
     assert (base / "README.md").is_file()
+    validated, _ = load_space(base)  # the pipeline's own schema accepts it
+    assert validated.model == ("test" if folder == "dataset-test" else "real")
