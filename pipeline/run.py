@@ -60,9 +60,9 @@ def _manifest(space, folder, workflow, workflow_path, model, model_dir, grid, re
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "decoded": decoded,
         "space": space.model_dump(),
-        "dataset": str(folder),
+        "dataset": str(folder.resolve()),
         "workflow": workflow.model_dump(),
-        "workflow_file": str(workflow_path),
+        "workflow_file": str(Path(workflow_path).resolve()),
         "model": {"identity": model.identity, "folder": str(model_dir),
                   "config": model.config.to_dict(), "device": str(model.device)},
         "seed": space.seed,
@@ -81,6 +81,18 @@ def _manifest(space, folder, workflow, workflow_path, model, model_dir, grid, re
         "decode_breakdown_seconds": {k: round(v, 3) for k, v in inside_decode.items()},
         "earlier_runs": earlier_runs,
     }
+
+
+def _check_same_dataset(space_dir: Path, folder: Path, force: bool) -> None:
+    """Two datasets whose spaces share a name would overwrite each other's cells: refuse."""
+    try:
+        made_from = json.loads((space_dir / output.MANIFEST).read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return
+    if made_from and made_from != str(folder.resolve()) and not force:
+        raise SoundspaceError(f"{space_dir} holds the space of another dataset ({made_from}); "
+                              f"give this space another name in {folder / 'space.json'}, another "
+                              "--output, or --force to replace it")
 
 
 def _earlier_runs(space_dir: Path) -> list:
@@ -137,9 +149,11 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
     with watch("plan"):
         inputs_sha256 = hashlib.sha256(audio.tobytes()).hexdigest()
         post = space.postprocess.model_dump()
+        groups = [[] for _ in weights]  # the cells of each distinct weight set, in grid order
+        for c, u in enumerate(index):
+            groups[u].append(c)
         points = []
-        for p in range(len(weights)):
-            members = [c for c, u in enumerate(index) if u == p]
+        for p, members in enumerate(groups):
             seed = [space.seed, members[0]]  # the first cell's place in the grid
             points.append({"seed": seed, "cells": [grid[c].name for c in members],
                            "key": output.cell_key({"model": model.identity, "inputs": inputs_sha256,
@@ -147,6 +161,7 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
                                                    "seed": seed, "samples": space.samples,
                                                    "postprocess": post})})
         space_dir = root / space.name
+        _check_same_dataset(space_dir, folder, force)
         space_dir.mkdir(parents=True, exist_ok=True)
         if force:
             output.clear(space_dir)
@@ -162,8 +177,9 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
                  for i, part in enumerate(shards.plan(len(points), workflow.shard_size))]
         for spec in specs:
             spec.count = len(specs)
-        todo = {spec.index: len(shards.pending(spec, space_dir)) for spec in specs}
         records = _finished_records(space_dir, points)
+        todo = {spec.index: sum(any(name not in records for name in point["cells"])
+                                for point in spec.points) for spec in specs}
 
     def save_manifest(status):
         output.write_manifest(space_dir, _manifest(space, folder, workflow, workflow_path, model,

@@ -188,3 +188,38 @@ def test_kill_minus_nine_during_decode_then_rerun(tmp_path):
     for cell in manifest["cells"]:
         audio, rate = soundfile.read(space_dir / cell["file"])
         assert rate == 16000 and len(audio) == 4800 and cell["sha256"] == sha(space_dir / cell["file"])
+
+
+def test_space_of_another_dataset_is_not_overwritten(tmp_path, capsys):
+    flow = workflow(tmp_path)
+    generate_space(small_space(tmp_path), flow, progress=False, log=lambda _: None)
+    other = dataset(tmp_path / "other", length=0.07)  # its space has the same name
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(other)]) == 2
+    assert "holds the space of another dataset" in capsys.readouterr().err
+    assert generate_space(other, flow, force=True, progress=False, log=lambda _: None).decoded == 9
+
+
+def test_inputs_of_any_format_rate_and_length(tmp_path):
+    """44.1 kHz stereo FLAC, 22.05 kHz OGG, a sound shorter than the space (zero-padded) and one
+    longer (cut): all become 16 kHz mono of exactly the space's length."""
+    import librosa
+
+    data = dataset(tmp_path / "data", length=0.5, resolution=2)
+    bass, _ = soundfile.read(data / "bass.wav", dtype="float32")
+    stereo = np.stack([bass, 0.5 * bass], 1)
+    soundfile.write(data / "bass.flac", librosa.resample(stereo.T, orig_sr=16000,
+                                                         target_sr=44100).T, 44100)
+    guitar, _ = soundfile.read(data / "guitar.wav", dtype="float32")
+    soundfile.write(data / "guitar.ogg", librosa.resample(guitar, orig_sr=16000, target_sr=22050),
+                    22050)
+    soundfile.write(data / "short.wav", bass[:3000], 16000)
+    space = json.loads((data / "space.json").read_text())
+    for label, file in (("NW", "bass.flac"), ("NE", "guitar.ogg"), ("SW", "short.wav")):
+        space["sounds"][label]["file"] = file
+    (data / "space.json").write_text(json.dumps(space))
+    result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
+    assert result.decoded == 4
+    inputs = np.load(result.space_dir / "embeddings.npz")["inputs"]
+    assert inputs.shape == (4, 8000 // 512, 16) and np.isfinite(inputs).all()
+    for path in result.space_dir.glob("*.wav"):
+        assert soundfile.info(path).frames == 8000
