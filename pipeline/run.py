@@ -162,7 +162,13 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
                                                    "postprocess": post})})
         space_dir = root / space.name
         _check_same_dataset(space_dir, folder, force)
-        space_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            space_dir.mkdir(parents=True, exist_ok=True)
+            (space_dir / output.RECORDS).mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise SoundspaceError(f"cannot write to {space_dir} (permission denied); make the output "
+                                  "folder writable for this user (in Docker: create ./output on the "
+                                  "host first and set SOUNDSPACE_UID/SOUNDSPACE_GID to your ids)") from None
         if force:
             output.clear(space_dir)
         earlier_runs = _earlier_runs(space_dir)
