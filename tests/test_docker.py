@@ -72,20 +72,36 @@ def _step(name: str, command: list, timings: dict, **kwargs) -> subprocess.Compl
     return result
 
 
-def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys):
+def _engine_and_offline_inputs(timings: dict) -> None:
+    """A running engine, the base image stand-in and torch's wheel, or a loud skip/failure."""
     tool("docker")
-    tool("docker-compose")
+    start = time.perf_counter()
     engine = subprocess.run([str(ROOT / "scripts" / "docker-engine")], capture_output=True, text=True)
+    timings["engine (started when none answers)"] = time.perf_counter() - start
     if engine.returncode != 0:
         message = f"NO DOCKER ENGINE: the Docker smoke test did not run. {engine.stderr.strip()}"
         if REQUIRE:
             pytest.fail(message)
         warnings.warn(message)
         pytest.skip(message)
-    timings = {}
     _step("base image stand-in (debootstrap, skipped when present)",
           [str(ROOT / "scripts" / "docker-base-standin")], timings)
     _step("torch wheel into wheels/", [str(ROOT / "scripts" / "docker-wheels")], timings)
+
+
+def _report(title: str, timings: dict, capsys, extra: str = "") -> None:
+    with capsys.disabled():
+        print(f"\n{title}, seconds per step:")
+        for name, seconds in timings.items():
+            print(f"  {seconds:7.1f}  {name}")
+        if extra:
+            print(f"  {extra}")
+
+
+def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys):
+    tool("docker-compose")
+    timings = {}
+    _engine_and_offline_inputs(timings)
     out = tmp_path / "output"
     out.mkdir()
     override = tmp_path / "override.yml"
@@ -119,8 +135,30 @@ def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys
                    "soundspace:cpu", "-c",
                    "import importlib.util; print(importlib.util.find_spec('tensorflow'))"], timings)
     assert no_tf.stdout.strip() == "None"
-    with capsys.disabled():
-        print("\nDocker smoke test, seconds per step:")
-        for name, seconds in timings.items():
-            print(f"  {seconds:7.1f}  {name}")
-        print(f"  image soundspace:cpu: {size / 1e9:.2f} GB")
+    _report("Docker smoke test", timings, capsys, f"image soundspace:cpu: {size / 1e9:.2f} GB")
+
+
+def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
+    """CHECKPOINT=official, pointed at a loopback server holding the tiny checkpoint's tar: the
+    build stage downloads and converts it; the runtime image loads it and has no TensorFlow."""
+    from .test_download_checkpoint import Server, tiny_tar
+
+    timings = {}
+    _engine_and_offline_inputs(timings)
+    server = Server(tiny_tar())
+    tag = "soundspace:baked-checkpoint-test"
+    try:
+        _step("docker build --build-arg CHECKPOINT=official",
+              ["docker", "build", "--network", "host", "--target", "runtime", "--build-arg",
+               "TORCH_CPU_INDEX=", "--build-arg", "CHECKPOINT=official", "--build-arg",
+               f"CHECKPOINT_URL={server.url}", "-t", tag, "."], timings)
+        check = _step("the baked model loads; no TensorFlow",
+                      ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", tag,
+                       "-c", "import importlib.util; from pipeline.nsynth import NSynth; "
+                       "m = NSynth.load('/app/models/n-synth/checkpoints/wavenet'); "
+                       "print(m.config.width, importlib.util.find_spec('tensorflow'))"], timings)
+    finally:
+        server.close()
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
+    assert check.stdout.split()[-2:] == ["8", "None"]  # the tiny checkpoint's decoder width
+    _report("Checkpoint baked into the image", timings, capsys)
