@@ -32,6 +32,8 @@ def tool(name: str) -> str:
 
 
 def test_hadolint_passes():
+    if not (ROOT / "Dockerfile").is_file():
+        pytest.skip("no Dockerfile in this tree (the image's test stage holds only the package)")
     result = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
