@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -41,6 +42,39 @@ def cmd_generate(args) -> None:
     from .run import generate_space
 
     generate_space(args.dataset, args.workflow, force=args.force, output_dir=args.output)
+
+
+def cmd_render_shard(args) -> None:
+    from .shards import render_shard_folder
+
+    render_shard_folder(args.spec, args.out, model=args.model, device=args.device)
+
+
+def cmd_paperspace_standin(args) -> None:
+    import tempfile
+
+    from .backends.standin import Faults, StandIn
+
+    storage = Path(args.storage)
+    if not storage.is_dir():
+        raise SoundspaceError(f"--storage {storage} is not a folder (it plays the team's /storage)")
+    try:
+        faults = Faults(**json.loads(args.faults)) if args.faults else Faults()
+    except (ValueError, TypeError) as error:
+        raise SoundspaceError(f"--faults: {error}; e.g. '{{\"preempt\": 1, \"http_429\": 2}}'") from None
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="standin-"))
+    try:
+        server = StandIn(storage, workdir, port=args.port, docker=args.docker, faults=faults,
+                         key=os.environ.get("PAPERSPACE_API_KEY") if args.check_key else None,
+                         request_log=args.request_log)
+    except OSError as error:
+        raise SoundspaceError(f"cannot listen on 127.0.0.1:{args.port} ({error})") from None
+    print(f"Paperspace Jobs API stand-in on {server.url} (storage {storage}, jobs in {workdir}); "
+          "Ctrl-C stops it", flush=True)
+    try:
+        server.httpd.serve_forever()
+    finally:
+        server.close()
 
 
 def cmd_convert(args) -> None:
@@ -191,6 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="make every cell again instead of keeping finished ones")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("render-shard", help="make the cells of one saved shard (what a job runs)")
+    p.add_argument("spec", help="shard folder: shard.json + embeddings.npy")
+    p.add_argument("--out", required=True, help="folder for the finished cells")
+    p.add_argument("--model", help="model folder or zip to use instead of the spec's path "
+                                   "(e.g. under /storage); its identity must match")
+    p.add_argument("--device", help="device instead of the spec's (cpu, cuda, auto)")
+    p.set_defaults(func=cmd_render_shard)
+
+    p = sub.add_parser("paperspace-standin",
+                       help="serve Paperspace's (retired) Jobs API on 127.0.0.1, running jobs here")
+    p.add_argument("--port", type=int, default=8889)
+    p.add_argument("--storage", required=True, help="folder that jobs see as /storage")
+    p.add_argument("--workdir", help="where jobs' workspaces and artifacts live (default: a temp folder)")
+    p.add_argument("--docker", default="auto", choices=("auto", "always", "never"),
+                   help="run jobs in their container (auto: when Docker has the image)")
+    p.add_argument("--faults", help='JSON, e.g. {"preempt": 1, "fail": 0, "http_429": 2, '
+                                    '"http_500": 0, "slow_seconds": 0, "bad_artifact": false}')
+    p.add_argument("--check-key", action="store_true",
+                   help="accept only PAPERSPACE_API_KEY's value (default: any non-empty key)")
+    p.add_argument("--request-log", help="append every request (never the key) to this file as JSON lines")
+    p.set_defaults(func=cmd_paperspace_standin)
 
     p = sub.add_parser("convert", help="convert Magenta's TensorFlow checkpoint to a model folder")
     p.add_argument("--checkpoint", required=True,

@@ -111,8 +111,24 @@ class Models(_Strict):
     test: str = Field(min_length=1)
 
 
+class PaperspaceConfig(_Strict):
+    """Where and how decode jobs run on Paperspace (or a server speaking its Jobs API). The API
+    key is never here: it comes from PAPERSPACE_API_KEY."""
+    api_url: str = Field("https://api.paperspace.io", pattern=r"^https?://")
+    logs_url: str | None = Field(None, pattern=r"^https?://")  # default: the official logs host,
+    # or api_url itself for any other server (the stand-in serves both)
+    project_id: str = Field(min_length=1)
+    machine_type: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    storage_models: Models  # each job's model: a folder or zip under /storage
+    retries: int = Field(2, ge=0, le=20)  # resubmissions of a Failed, Error or Preempted job
+    poll_seconds: float = Field(5.0, gt=0, le=300)
+    backoff_seconds: float = Field(1.0, gt=0, le=60)  # first wait after a 429/5xx, then doubled
+    preemptible: bool = False
+
+
 class WorkflowConfig(_Strict):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "paperspace"] = "local"
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
     math: Literal["auto", "numpy", "torch"] = "auto"
     models: Models
@@ -120,6 +136,14 @@ class WorkflowConfig(_Strict):
     shard_size: int = Field(81, ge=1, le=MAX_CELLS)
     parallel_shards: int = Field(1, ge=1, le=64)
     output: str = Field("output", min_length=1)
+    paperspace: PaperspaceConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self):
+        if self.backend == "paperspace" and self.paperspace is None:
+            raise ValueError("backend paperspace needs a `paperspace` section (api_url, project_id, "
+                             "machine_type, container, storage_models)")
+        return self
 
 
 def _describe(error: ValidationError) -> str:

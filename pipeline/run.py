@@ -174,7 +174,8 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
         earlier_runs = _earlier_runs(space_dir)
         output.remove_leftovers(space_dir)
         output.remove_stale_cells(space_dir, {cell.name for cell in grid})
-        model_spec = {"path": str(model_dir), "identity": model.identity, "hop": model.config.hop}
+        model_spec = {"path": str(model_dir), "identity": model.identity, "hop": model.config.hop,
+                      "role": space.model}
         specs = [shards.ShardSpec(space=space.name, index=i, count=0, model=model_spec,
                                   device=workflow.device, math=workflow.math,
                                   decode_batch=workflow.decode_batch, samples=space.samples,

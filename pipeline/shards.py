@@ -15,12 +15,20 @@ decodes the same batches, while a resumed run decodes only the missing points to
 """
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
 import time
-from dataclasses import dataclass, field
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from . import output, postprocess
+from . import SoundspaceError, output, postprocess
+
+SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
 
 _MODELS: dict = {}  # (model folder, device) -> NSynth, one load per process
 
@@ -44,6 +52,65 @@ class ShardSpec:
         """Samples the decoder draws per point (whole frames of the hop)."""
         return self.embeddings.shape[1] * self.model["hop"]
 
+    def only(self, indices) -> "ShardSpec":
+        """The same shard reduced to some of its points (what a retry still has to make)."""
+        indices = list(indices)
+        return ShardSpec(**{**asdict(self), "points": [self.points[i] for i in indices],
+                            "embeddings": self.embeddings[indices]})
+
+    def save(self, folder) -> Path:
+        """Plain files that travel anywhere: shard.json and embeddings.npy."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fields = {k: v for k, v in asdict(self).items() if k != "embeddings"}
+        output.atomic_write(folder / SPEC_FILE, json.dumps(fields, indent=1).encode())
+        with open(folder / EMBEDDINGS_FILE, "wb") as f:
+            np.save(f, self.embeddings)
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "ShardSpec":
+        folder = Path(folder)
+        try:
+            fields = json.loads((folder / SPEC_FILE).read_text())
+            embeddings = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
+            spec = cls(**fields, embeddings=embeddings)
+        except (OSError, ValueError, TypeError) as error:
+            raise SoundspaceError(f"{folder} is not a shard spec ({SPEC_FILE} + {EMBEDDINGS_FILE}): "
+                                  f"{error}") from None
+        if len(spec.points) != len(embeddings):
+            raise SoundspaceError(f"{folder}: {len(spec.points)} points but {len(embeddings)} embeddings")
+        return spec
+
+
+def locate_model(path) -> Path:
+    """A model folder, or a zip of one unpacked once beside it (Paperspace's `/storage` holds
+    either). Two jobs unpacking at the same time take turns on a lock file, and the unpacked
+    folder appears under its final name only when complete."""
+    path = Path(path)
+    if (path / "model.json").is_file():
+        return path
+    if path.is_file() and zipfile.is_zipfile(path):
+        target = path.with_name(path.name + ".unpacked")
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.is_dir():
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                with zipfile.ZipFile(path) as archive:
+                    root = tmp.resolve()
+                    for name in archive.namelist():
+                        if root not in (tmp / name).resolve().parents and (tmp / name).resolve() != root:
+                            raise SoundspaceError(f"{path}: refusing {name!r} (outside the archive's folder)")
+                    archive.extractall(tmp)
+                os.replace(tmp, target)
+        found = [p.parent for p in target.rglob("model.json")]
+        if len(found) == 1:
+            return found[0]
+        raise SoundspaceError(f"{path} should hold one model folder (model.json + weights), found {len(found)}")
+    raise SoundspaceError(f"no model at {path}: put the converted model folder (or a zip of it) "
+                          "there; on Paperspace, upload it to your team's /storage")
+
 
 def plan(point_count: int, shard_size: int) -> list[np.ndarray]:
     """Point indices per shard: ceil(P / shard_size) shards of near-equal size, in order."""
@@ -59,7 +126,6 @@ def pending(spec: ShardSpec, space_dir) -> list[int]:
 
 def _model(spec: ShardSpec):
     from .nsynth import NSynth
-    from . import SoundspaceError
 
     cache_key = (spec.model["path"], spec.device)
     if cache_key not in _MODELS:
@@ -97,3 +163,40 @@ def render_shard(spec: ShardSpec, space_dir, progress=None) -> dict:
                                    "decoded_with": point["cells"][0], "model": spec.model["identity"]})
             seconds["write"] += time.perf_counter() - start
     return {"seconds": seconds, "decoded": len(todo)}
+
+
+def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:
+    """`soundspace render-shard`: run a saved shard into `out_dir` and write its shard manifest
+    (every cell of the shard that is finished there, with its record). `model` (a folder or a
+    zip) and `device` replace the spec's, e.g. with a job's `/storage` path; the model's
+    identity must still be the planned one."""
+    spec = ShardSpec.load(spec_dir)
+    if model is not None:
+        spec.model = {**spec.model, "path": str(locate_model(model))}
+    if device is not None:
+        spec.device = device
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(pending(spec, out)) * spec.decoded_samples
+    done, next_report = 0, 0.0
+
+    def report(samples):
+        nonlocal done, next_report
+        done += samples
+        if total and done / total >= next_report:
+            log(f"shard {spec.index + 1}/{spec.count}: {100 * done / total:.0f}% of {total:,} samples")
+            next_report += 0.1
+
+    log(f"shard {spec.index + 1}/{spec.count} of {spec.space}: {len(spec.points)} point(s), "
+        f"{total // max(spec.decoded_samples, 1)} to decode")
+    result = render_shard(spec, out, progress=report)
+    cells = {name: output.finished(out, name, point["key"])
+             for point in spec.points for name in point["cells"]}
+    manifest = {"space": spec.space, "shard": spec.index, "count": spec.count,
+                "model": spec.model["identity"], "cells": cells, **result}
+    output.atomic_write(out / SHARD_MANIFEST, json.dumps(manifest, indent=1).encode())
+    missing = [name for name, record in cells.items() if record is None]
+    if missing:
+        raise SoundspaceError(f"cells not finished: {', '.join(missing)}")
+    log(f"shard {spec.index + 1}/{spec.count}: {len(cells)} cell(s) finished in {out}")
+    return manifest

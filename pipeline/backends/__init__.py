@@ -19,4 +19,8 @@ def backend_for(workflow):
         from .local import LocalBackend
 
         return LocalBackend(workflow.parallel_shards)
+    if workflow.backend == "paperspace":
+        from .paperspace import PaperspaceBackend
+
+        return PaperspaceBackend(workflow)
     raise ValueError(f"unknown backend {workflow.backend!r}")  # the config schema allows no other

@@ -1,0 +1,341 @@
+"""A stand-in for Paperspace's retired Jobs API, on 127.0.0.1: for the tests, and for anyone who
+wants the Paperspace workflow on their own machines (`soundspace paperspace-standin`).
+
+It speaks the contract the client uses (createJob with query parameters and a multipart zip,
+getJob, getJobs, logs with `line`/`limit` and a final PSEOF row, stop, destroy, artifactsList with
+links, machine types) and runs each job's command in the job's container when Docker has that
+image, else as a local process, with `/paperspace` (the unpacked workspace, the working
+directory), `/artifacts` and `/storage` mapped to folders. Faults can be injected: answers 429 or
+500, jobs that fail, are preempted or start slowly, an artifact named `../x`. Every request is
+logged (method, path, query, multipart upload, whether a key was sent: never the key itself).
+"""
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import itertools
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+MACHINE_TYPES = [{"region": "local", "cluster": "standin", "machineType": m, "isBusy": False}
+                 for m in ("C5", "P4000", "A4000")]
+
+
+@dataclass
+class Faults:
+    http_429: int = 0  # the next N API requests answer 429
+    http_500: int = 0  # then the next N answer 500
+    fail: int = 0  # N jobs exit 1 without running their command ...
+    fail_after_jobs: int = 0  # ... once this many jobs have started normally
+    preempt: int = 0  # the next N jobs are preempted once they have finished one cell
+    slow_seconds: float = 0.0  # every job waits this long in Pending
+    bad_artifact: bool = False  # artifact lists also name a file "../x"
+
+
+@dataclass
+class Job:
+    id: str
+    params: dict
+    folder: Path
+    state: str = "Pending"
+    exit_code: int | None = None
+    error: str | None = None
+    created: str = field(default_factory=lambda: _now())
+    started: str | None = None
+    finished: str | None = None
+    logs: list = field(default_factory=list)
+    process: subprocess.Popen | None = None
+    stop_requested: bool = False
+
+    def view(self) -> dict:
+        return {"id": self.id, "name": self.params.get("name"), "state": self.state,
+                "exitCode": self.exit_code, "jobError": self.error,
+                "machineType": self.params.get("machineType"),
+                "container": self.params.get("container"),
+                "projectId": self.params.get("projectId") or self.params.get("project"),
+                "dtCreated": self.created, "dtStarted": self.started, "dtFinished": self.finished,
+                "workingDirectory": "/paperspace", "artifactsDirectory": "/artifacts"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StandIn:
+    def __init__(self, storage, workdir, port: int = 0, docker: str = "auto",
+                 faults: Faults | None = None, key: str | None = None, request_log=None):
+        self.storage, self.workdir = Path(storage).resolve(), Path(workdir).resolve()
+        self.docker, self.faults, self.key = docker, faults or Faults(), key
+        self.request_log_path = Path(request_log) if request_log else None
+        self.requests: list = []
+        self.jobs: dict = {}
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.started_jobs = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def start(self) -> "StandIn":
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.process and job.process.poll() is None:
+                job.process.kill()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- jobs ------------------------------------------------------------------------------
+    def create(self, params: dict, workspace: bytes | None) -> Job:
+        with self.lock:
+            job_id = f"js{next(self.ids):06d}"
+        folder = self.workdir / "jobs" / job_id
+        (folder / "paperspace").mkdir(parents=True)
+        (folder / "artifacts").mkdir()
+        if workspace:
+            with zipfile.ZipFile(io.BytesIO(workspace)) as archive:
+                root = (folder / "paperspace").resolve()
+                for name in archive.namelist():
+                    target = (root / name).resolve()
+                    if target != root and root not in target.parents:
+                        raise ValueError(f"workspace entry {name!r} points outside /paperspace")
+                archive.extractall(root)
+        job = Job(job_id, params, folder)
+        self.jobs[job_id] = job
+        threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        return job
+
+    def _log(self, job: Job, message: str) -> None:
+        with self.lock:
+            job.logs.append({"line": len(job.logs) + 1, "message": message})
+
+    def _command(self, job: Job) -> list:
+        """The job's command as this machine runs it: in its container, or as a local process
+        with the container paths mapped to the job's folders."""
+        mapping = {"/paperspace": job.folder / "paperspace", "/artifacts": job.folder / "artifacts",
+                   "/storage": self.storage}
+        command = job.params.get("command", "")
+        image = job.params.get("container", "")
+        use_docker = self.docker == "always" or (self.docker == "auto" and shutil.which("docker")
+                                                 and subprocess.run(["docker", "image", "inspect", image],
+                                                                    capture_output=True).returncode == 0)
+        envs = json.loads(job.params.get("envVars") or "{}")
+        if use_docker:
+            volumes = [x for path, host in mapping.items() for x in ("-v", f"{host}:{path}")]
+            env = [x for k, v in {**envs, "PS_JOB_RUNNER": "true"}.items() for x in ("-e", f"{k}={v}")]
+            return ["docker", "run", "--rm", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
+                    *volumes, *env, "-w", "/paperspace", "--entrypoint", "sh", image, "-c", command]
+        tokens = []
+        for token in shlex.split(command):
+            for path, host in mapping.items():
+                if token == path or token.startswith(path + "/"):
+                    token = str(host) + token[len(path):]
+            tokens.append(token)
+        if tokens and tokens[0] == "soundspace":
+            tokens = [sys.executable, "-m", "pipeline.cli", *tokens[1:]]
+        return tokens
+
+    def _run(self, job: Job) -> None:
+        time.sleep(self.faults.slow_seconds)
+        if job.stop_requested:
+            return
+        job.state, job.started = "Running", _now()
+        with self.lock:
+            self.started_jobs += 1
+            fail = self.faults.fail > 0 and self.started_jobs > self.faults.fail_after_jobs
+            preempt = not fail and self.faults.preempt > 0
+            self.faults.fail -= fail
+            self.faults.preempt -= preempt
+        if fail:
+            self._log(job, "injected failure: the job's machine could not run the command")
+            job.state, job.exit_code, job.finished = "Failed", 1, _now()
+            self._log(job, "PSEOF")
+            return
+        envs = json.loads(job.params.get("envVars") or "{}")
+        env = {**os.environ, **{k: str(v) for k, v in envs.items()}, "PS_JOB_RUNNER": "true"}
+        try:
+            job.process = subprocess.Popen(self._command(job), cwd=job.folder / "paperspace", env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as error:
+            job.state, job.error, job.finished = "Error", f"cannot start the command: {error}", _now()
+            self._log(job, "PSEOF")
+            return
+        if preempt:
+            threading.Thread(target=self._preempt_after_one_cell, args=(job,), daemon=True).start()
+        for line in job.process.stdout:
+            self._log(job, line.rstrip("\n"))
+        code = job.process.wait()
+        job.finished = _now()
+        if job.state == "Preempted" or job.stop_requested:
+            job.state = "Preempted" if job.state == "Preempted" else "Cancelled"
+        elif code == 0:
+            job.state, job.exit_code = "Stopped", 0
+        else:
+            job.state, job.exit_code = "Failed", code
+        self._log(job, "PSEOF")
+
+    def _preempt_after_one_cell(self, job: Job) -> None:
+        records = job.folder / "artifacts" / ".soundspace" / "cells"
+        while job.process.poll() is None and not list(records.glob("*.json")):
+            time.sleep(0.01)
+        if job.process.poll() is None:
+            job.state = "Preempted"
+            self._log(job, "injected preemption: the machine was reclaimed")
+            job.process.kill()
+
+    def artifacts(self, job: Job, base: str) -> list:
+        root = job.folder / "artifacts"
+        files = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".tmp")]
+        listing = [{"file": p.relative_to(root).as_posix(), "size": p.stat().st_size,
+                    "url": f"{base}/artifacts/{job.id}/{p.relative_to(root).as_posix()}"} for p in files]
+        if self.faults.bad_artifact:
+            listing.append({"file": "../x", "size": 1, "url": f"{base}/artifacts/{job.id}/x"})
+        return listing
+
+    # --- HTTP --------------------------------------------------------------------------------
+    def _record(self, handler, query: dict, upload: dict | None) -> None:
+        key = handler.headers.get("x-api-key")
+        entry = {"method": handler.command, "path": urlparse(handler.path).path, "query": query,
+                 "x-api-key": f"sent ({len(key)} characters)" if key else "missing",
+                 "multipart": upload}
+        self.requests.append(entry)
+        if self.request_log_path:
+            with open(self.request_log_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _handler(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body=None):
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                if body is not None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _error(self, status: int, message: str):
+                self._send(status, {"error": {"name": "Error", "status": status, "message": message}})
+
+            def _multipart(self, body: bytes) -> dict:
+                header = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+                message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+                parts = {}
+                for part in message.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    parts[name] = (part.get_filename(), part.get_payload(decode=True))
+                return parts
+
+            def do_GET(self):
+                self._dispatch()
+
+            def do_POST(self):
+                self._dispatch()
+
+            def _dispatch(self):
+                url = urlparse(self.path)
+                path = url.path.rstrip("/") or "/"
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upload = None
+                if self.command == "POST" and "multipart/form-data" in (self.headers.get("Content-Type") or ""):
+                    parts = self._multipart(body)
+                    if "file" in parts:
+                        upload = {"field": "file", "filename": parts["file"][0], "bytes": len(parts["file"][1])}
+                standin._record(self, query, upload)
+                if path.startswith("/artifacts/"):  # a pre-signed link: no key needed
+                    return self._artifact(path)
+                key = self.headers.get("x-api-key")
+                if not key or (standin.key and key != standin.key):
+                    return self._send(400, {"status": 400, "message": "Invalid API token"})
+                with standin.lock:
+                    if standin.faults.http_429 > 0:
+                        standin.faults.http_429 -= 1
+                        return self._error(429, "Too many requests")
+                    if standin.faults.http_500 > 0:
+                        standin.faults.http_500 -= 1
+                        return self._error(500, "Internal server error")
+                if path == "/jobs/createJob" and self.command == "POST":
+                    return self._create(query, self._multipart(body) if upload else {})
+                if path == "/jobs/getJobs":
+                    jobs = [j.view() for j in standin.jobs.values()]
+                    jobs = [j for j in jobs if all(str(j.get(k)) == v for k, v in query.items()
+                                                   if k in ("projectId", "name", "state"))]
+                    return self._send(200, jobs)
+                if path == "/jobs/getClusterAvailableMachineTypes":
+                    return self._send(200, MACHINE_TYPES)
+                parts = path.split("/")
+                job_id = query.get("jobId") or (parts[2] if len(parts) == 4 else None)
+                job = standin.jobs.get(job_id or "")
+                if job is None:
+                    return self._error(404, f"Job not found: {job_id}")
+                if path == "/jobs/getJob":
+                    return self._send(200, job.view())
+                if path == "/jobs/logs":
+                    line, limit = int(query.get("line", 0)), int(query.get("limit", 1000))
+                    rows = [r for r in job.logs if r["line"] > line][:limit]
+                    return self._send(200, rows) if rows else self._send(204)
+                if path == "/jobs/artifactsList":
+                    return self._send(200, standin.artifacts(job, standin.url))
+                if path == f"/jobs/{job.id}/stop" and self.command == "POST":
+                    job.stop_requested = True
+                    if job.process and job.process.poll() is None:
+                        job.process.kill()
+                    return self._send(204)
+                if path == f"/jobs/{job.id}/destroy" and self.command == "POST":
+                    standin.jobs.pop(job.id, None)
+                    shutil.rmtree(job.folder, ignore_errors=True)
+                    return self._send(204)
+                return self._error(404, f"no such endpoint: {self.command} {path}")
+
+            def _create(self, query: dict, parts: dict):
+                missing = [k for k in ("container", "machineType", "command") if not query.get(k)]
+                if missing:
+                    return self._error(422, f"missing required parameter(s): {', '.join(missing)}")
+                if query.get("project") and query.get("projectId"):
+                    return self._error(422, "give project or projectId, not both")
+                if not (query.get("project") or query.get("projectId")):
+                    return self._error(404, "Project not found")
+                filename, workspace = parts.get("file", (None, None))
+                if workspace is not None and len(workspace) > 512 * 2**20:
+                    return self._error(422, "workspace larger than 512 MiB")
+                try:
+                    job = standin.create(query, workspace)
+                except (ValueError, zipfile.BadZipFile) as error:
+                    return self._error(422, f"bad workspace {filename}: {error}")
+                return self._send(200, job.view())
+
+            def _artifact(self, path: str):
+                _, _, job_id, *rest = path.split("/")
+                job = standin.jobs.get(job_id)
+                root = job.folder / "artifacts" if job else None
+                target = (root / "/".join(rest)).resolve() if root else None
+                if not target or root.resolve() not in target.parents or not target.is_file():
+                    return self._error(404, "no such artifact")
+                data = target.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

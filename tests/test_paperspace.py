@@ -1,0 +1,177 @@
+"""The Paperspace backend against the stand-in server (a real HTTP server on 127.0.0.1 running
+each job's `soundspace render-shard` as a local process): the space equals the local backend's,
+faults are absorbed or reported, artifacts are checked, and the key never leaks."""
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline import SoundspaceError
+from pipeline.backends import paperspace
+from pipeline.backends.standin import Faults, StandIn
+from pipeline.cli import main
+from pipeline.run import generate_space
+from pipeline.output import cell_key
+from pipeline.shards import SHARD_MANIFEST, ShardSpec, locate_model, render_shard_folder
+
+from .conftest import DEMO_MODEL
+from .pipeline_helpers import TEST_DATASET, dataset, workflow
+from .test_pipeline import wavs
+
+KEY = "ps-test-key-0123456789abcdef"
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    storage = tmp_path / "storage"
+    shutil.copytree(DEMO_MODEL, storage / "soundspace" / "demo")
+    server = StandIn(storage, tmp_path / "jobs", docker="never").start()
+    monkeypatch.setenv("PAPERSPACE_API_KEY", KEY)
+    monkeypatch.delenv("SOUNDSPACE_PAPERSPACE_URL", raising=False)
+    yield server
+    server.close()
+
+
+def paperspace_workflow(folder, server, **fields):
+    settings = {"api_url": server.url, "project_id": "prtest", "machine_type": "C5",
+                "container": "soundspace:cpu", "poll_seconds": 0.05, "backoff_seconds": 0.01,
+                "storage_models": {"real": "/storage/soundspace/demo", "test": "/storage/soundspace/demo"},
+                **fields.pop("paperspace", {})}
+    return workflow(folder, backend="paperspace", device="cpu", paperspace=settings, **fields)
+
+
+def quiet(_):
+    pass
+
+
+def test_test_space_on_the_standin_equals_the_local_one(tmp_path, standin, capsys):
+    local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False, log=quiet)
+    flow = paperspace_workflow(tmp_path / "ps", standin)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(TEST_DATASET)]) == 0
+    printed = capsys.readouterr()
+    space_dir = tmp_path / "ps" / "out" / "demo-test-space"
+    assert wavs(space_dir) == wavs(local.space_dir)  # cell for cell, byte for byte
+    manifest = (space_dir / "manifest.json").read_text()
+    assert json.loads(manifest)["status"] == "complete"
+
+    creates = [r for r in standin.requests if r["path"] == "/jobs/createJob"]
+    assert len(creates) == 1
+    query = creates[0]["query"]
+    assert query["container"] == "soundspace:cpu" and query["machineType"] == "C5"
+    assert query["projectId"] == "prtest" and query["workspaceFileName"] == "shard.zip"
+    assert query["command"].startswith("soundspace render-shard shard --out /artifacts --model "
+                                       "/storage/soundspace/demo")
+    assert json.loads(query["envVars"]) == {"SOUNDSPACE_SHARD": "1/1"}
+    assert creates[0]["multipart"]["field"] == "file" and creates[0]["multipart"]["bytes"] > 1000
+    assert all(r["x-api-key"] == f"sent ({len(KEY)} characters)" for r in standin.requests
+               if not r["path"].startswith("/artifacts/"))
+    assert any(r["path"] == "/jobs/logs" for r in standin.requests)
+    assert all(r["x-api-key"] == "missing" for r in standin.requests if r["path"].startswith("/artifacts/"))
+    assert "render-shard" not in printed.out and "shard 1/1" in printed.err  # the job's log, copied
+    everything = printed.out + printed.err + manifest + json.dumps(standin.requests)
+    everything += "".join(p.read_text() for p in space_dir.rglob("*.json"))
+    assert KEY not in everything
+
+
+def test_several_jobs_and_a_preempted_one_resubmitted(tmp_path, standin):
+    standin.faults.preempt = 1
+    flow = paperspace_workflow(tmp_path, standin, shard_size=3, parallel_shards=3, decode_batch=1)
+    result = generate_space(dataset(tmp_path / "d", length=0.3), flow, progress=False, log=quiet)
+    assert result.decoded == 9 and len(wavs(result.space_dir)) == 9
+    states = [j.state for j in standin.jobs.values()]
+    assert states.count("Preempted") == 1 and states.count("Stopped") == 3
+    sizes = sorted(r["multipart"]["bytes"] for r in standin.requests if r["path"] == "/jobs/createJob")
+    assert len(sizes) == 4 and sizes[0] < sizes[-1]  # the resubmission carries only what was missing
+
+
+def test_429_and_500_bursts_are_absorbed(tmp_path, standin):
+    standin.faults.http_429, standin.faults.http_500 = 3, 2
+    flow = paperspace_workflow(tmp_path, standin)
+    result = generate_space(dataset(tmp_path / "d", length=0.1), flow, progress=False, log=quiet)
+    assert result.decoded == 9
+    assert standin.faults.http_429 == 0 and standin.faults.http_500 == 0
+
+
+def test_a_job_that_keeps_failing_ends_the_run_and_keeps_finished_cells(tmp_path, standin, capsys):
+    standin.faults.fail, standin.faults.fail_after_jobs = 100, 1
+    flow = paperspace_workflow(tmp_path, standin, shard_size=3, paperspace={"retries": 1})
+    data = dataset(tmp_path / "d", length=0.1)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "shard 2/3: job" in err and "ended Failed (exit code 1) after 2 attempt(s)" in err
+    assert "injected failure" in err and "run the same command again" in err
+    space_dir = tmp_path / "out" / "space"
+    assert len(wavs(space_dir)) == 3  # shard 1's cells stay
+    standin.faults.fail = 0
+    assert generate_space(data, flow, progress=False, log=quiet).decoded == 6
+
+
+def test_an_artifact_named_dotdot_is_refused(tmp_path, standin):
+    standin.faults.bad_artifact = True
+    flow = paperspace_workflow(tmp_path, standin)
+    with pytest.raises(SoundspaceError, match=r"artifact '\.\./x' refused"):
+        generate_space(dataset(tmp_path / "d", length=0.1), flow, progress=False, log=quiet)
+    assert not (tmp_path / "out" / "x").exists() and not (tmp_path / "x").exists()
+
+
+def test_no_key_no_run(tmp_path, standin, monkeypatch, capsys):
+    monkeypatch.delenv("PAPERSPACE_API_KEY")
+    flow = paperspace_workflow(tmp_path, standin)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(dataset(tmp_path / "d"))]) == 2
+    assert "PAPERSPACE_API_KEY is not set" in capsys.readouterr().err
+    assert not standin.requests
+
+
+def test_server_messages_and_the_retired_endpoint(standin, monkeypatch):
+    client = paperspace.JobsClient(standin.url, None, KEY, backoff=0.01)
+    with pytest.raises(SoundspaceError, match="answered 404: Job not found: nope"):
+        client.get_job("nope")
+    wrong = paperspace.JobsClient(standin.url, None, "", backoff=0.01)
+    with pytest.raises(SoundspaceError, match="answered 400: Invalid API token"):
+        wrong.get_job("nope")
+    with pytest.raises(SoundspaceError, match="answered 422: give project or projectId, not both"):
+        client.create_job({"container": "c", "machineType": "m", "command": "true",
+                           "project": "a", "projectId": "b"}, b"", "shard.zip")
+    # The retired official host answers 404: pretend the stand-in is it.
+    monkeypatch.setattr(paperspace, "OFFICIAL_API", standin.url)
+    retired = paperspace.JobsClient(standin.url, None, KEY, backoff=0.01)
+    with pytest.raises(SoundspaceError, match="retired its Jobs API on 15 July 2024"):
+        retired.get_job("nope")
+
+
+def test_model_in_storage_folder_or_zip_unpacked_once(tmp_path):
+    archive = shutil.make_archive(str(tmp_path / "demo"), "zip", DEMO_MODEL.parent, "demo")
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(locate_model(archive))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(found)) == 1 and (found[0] / "model.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.zip", "demo.zip.lock", "demo.zip.unpacked"]
+    assert locate_model(DEMO_MODEL) == DEMO_MODEL
+    with pytest.raises(SoundspaceError, match="no model at .*upload it to your team's /storage"):
+        locate_model(tmp_path / "missing")
+
+
+def test_render_shard_is_idempotent(tmp_path):
+    """What a retried job does: the same shard run twice into the same folder decodes nothing
+    the second time and reports the same cells."""
+    spec = ShardSpec(space="s", index=0, count=1, model={"path": str(DEMO_MODEL), "identity":
+                     json.loads((DEMO_MODEL / "model.json").read_text())["weights_sha256"], "hop": 512},
+                     device="cpu", math="auto", decode_batch=8, samples=1024,
+                     postprocess={"chain": "none"}, points=[
+                         {"seed": [0, i], "cells": [f"x{i:02d}_y00"], "key": cell_key({"i": i})}
+                         for i in range(2)],
+                     embeddings=np.zeros((2, 2, 16), np.float32))
+    spec.save(tmp_path / "spec")
+    out = tmp_path / "artifacts"
+    first = render_shard_folder(tmp_path / "spec", out, log=quiet)
+    assert first["decoded"] == 2 and set(first["cells"]) == {"x00_y00", "x01_y00"}
+    (out / "x01_y00.wav").unlink()  # a cell lost: only it is made again
+    again = render_shard_folder(tmp_path / "spec", out, log=quiet)
+    assert again["decoded"] == 1 and set(again["cells"]) == set(first["cells"])
+    assert json.loads((out / SHARD_MANIFEST).read_text())["cells"]["x00_y00"] == first["cells"]["x00_y00"]
+    assert main(["render-shard", str(tmp_path / "spec"), "--out", str(out)]) == 0
