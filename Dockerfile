@@ -59,7 +59,7 @@ WORKDIR /app
 COPY pyproject.toml README.md /app/
 COPY pipeline/ /app/pipeline/
 RUN pip install --no-deps /app && rm -rf /app/build /app/*.egg-info
-COPY config-workflow-local.json /app/
+COPY config-workflow-local.json config-workflow-paperspace.json /app/
 COPY models/ /app/models/
 COPY --from=checkpoint /checkpoints/ /app/models/n-synth/checkpoints/
 RUN mkdir /app/output && chown 1000:1000 /app/output

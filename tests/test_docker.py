@@ -45,7 +45,8 @@ def test_compose_file_is_valid_and_declares_the_services():
     services = set(subprocess.run([tool("docker-compose"), "config", "--services"], cwd=ROOT,
                                   capture_output=True, text=True).stdout.split())
     assert services == {"generate-test-local", "generate-local", "generate-local-gpu",
-                        "generate-test-paperspace", "generate-paperspace", "test"}
+                        "generate-test-paperspace", "generate-paperspace", "paperspace-standin",
+                        "test"}
     assert "not-a-real-key" in result.stdout  # the key comes from the environment only ...
     for line in (ROOT / "docker-compose.yml").read_text().splitlines():
         if "PAPERSPACE_API_KEY" in line and not line.lstrip().startswith("#"):
@@ -164,3 +165,39 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
         subprocess.run(["docker", "rmi", tag], capture_output=True)
     assert check.stdout.split()[-2:] == ["8", "None"]  # the tiny checkpoint's decoder width
     _report("Checkpoint baked into the image", timings, capsys)
+
+
+def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
+    """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
+    writes on the host is byte for byte the one the local backend makes here."""
+    from pipeline.run import generate_space
+
+    from .pipeline_helpers import TEST_DATASET, workflow
+
+    tool("docker-compose")
+    timings = {}
+    _engine_and_offline_inputs(timings)
+    out = tmp_path / "output"
+    out.mkdir()
+    override = tmp_path / "override.yml"
+    override.write_text("version: \"3.8\"\nservices:\n  generate-test-paperspace:\n    volumes:\n"
+                        f"      - {out}:/app/output\n")
+    env = {**os.environ, "SOUNDSPACE_UID": str(os.getuid()), "SOUNDSPACE_GID": str(os.getgid()),
+           "TORCH_CPU_INDEX": "", "PAPERSPACE_API_KEY": "local-standin-key",
+           "SOUNDSPACE_PAPERSPACE_URL": "http://127.0.0.1:8889"}
+    compose = [tool("docker-compose"), "-f", "docker-compose.yml", "-f", str(override),
+               "--profile", "standin"]
+    try:
+        run = _step("docker-compose --profile standin up generate-test-paperspace",
+                    compose + ["up", "--build", "--exit-code-from", "generate-test-paperspace",
+                               "paperspace-standin", "generate-test-paperspace"], timings, env=env)
+    finally:
+        subprocess.run(compose + ["down"], cwd=ROOT, capture_output=True, env=env)
+    assert "local-standin-key" not in run.stdout + run.stderr
+    local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False,
+                           log=lambda _: None)
+    space = out / "demo-test-space"
+    made = {p.name: p.read_bytes() for p in space.glob("*.wav")}
+    assert len(made) == 9
+    assert made == {p.name: p.read_bytes() for p in local.space_dir.glob("*.wav")}
+    _report("Paperspace run against the stand-in (compose)", timings, capsys)

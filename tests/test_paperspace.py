@@ -175,3 +175,29 @@ def test_render_shard_is_idempotent(tmp_path):
     assert again["decoded"] == 1 and set(again["cells"]) == set(first["cells"])
     assert json.loads((out / SHARD_MANIFEST).read_text())["cells"]["x00_y00"] == first["cells"]["x00_y00"]
     assert main(["render-shard", str(tmp_path / "spec"), "--out", str(out)]) == 0
+
+
+def test_ctrl_c_stops_the_running_jobs(tmp_path, standin):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    standin.faults.slow_seconds = 60  # jobs stay Pending until stopped
+    flow = paperspace_workflow(tmp_path, standin, shard_size=3, parallel_shards=2)
+    data = dataset(tmp_path / "d", length=0.1)
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--workflow",
+                                str(flow), "--dataset", str(data)], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PAPERSPACE_API_KEY": KEY})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(standin.jobs) < 2:
+        time.sleep(0.05)
+    assert len(standin.jobs) == 2
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err
+    stops = {r["path"] for r in standin.requests if r["path"].endswith("/stop")}
+    assert stops == {f"/jobs/{job_id}/stop" for job_id in standin.jobs}
+    assert {job.state for job in standin.jobs.values()} == {"Cancelled"}
+    assert len(standin.jobs) == 2  # the third shard was never submitted

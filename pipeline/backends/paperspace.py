@@ -208,14 +208,13 @@ class PaperspaceBackend:
     def _run_shard(self, spec: ShardSpec, space_dir: Path, progress) -> dict:
         label = f"shard {spec.index + 1}/{spec.count}"
         storage_model = getattr(self.settings.storage_models, spec.model.get("role", "real"))
-        attempts = 0
-        decoded = 0
+        attempts, decoded, spent = 0, 0, {}
         while True:
             if self.stopping.is_set():
                 raise SoundspaceError(f"{label}: not started, the run is stopping")
             todo = spec.only(pending(spec, space_dir))
             if not todo.points:
-                return {"seconds": {}, "decoded": decoded}
+                return {"seconds": spent, "decoded": decoded}
             job = self.client.create_job({
                 "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}",
                 "container": self.settings.container,
@@ -235,8 +234,10 @@ class PaperspaceBackend:
             finally:
                 self.active.discard(job_id)
             state = str(job.get("state", "")).lower()
-            merged = self._collect(job_id, todo, space_dir, complete=state == "stopped")
+            merged, seconds = self._collect(job_id, todo, space_dir, complete=state == "stopped")
             decoded += merged
+            for stage, value in seconds.items():
+                spent[stage] = spent.get(stage, 0.0) + value
             progress(merged * spec.decoded_samples)
             if state == "stopped":
                 continue  # the loop ends when nothing is pending (or resubmits what is missing)
@@ -273,9 +274,10 @@ class PaperspaceBackend:
             interval = min(interval * 1.5, 6 * self.settings.poll_seconds) if state == "pending" \
                 else self.settings.poll_seconds
 
-    def _collect(self, job_id: str, spec: ShardSpec, space_dir: Path, complete: bool) -> int:
+    def _collect(self, job_id: str, spec: ShardSpec, space_dir: Path, complete: bool) -> tuple:
         """Download the job's artifacts, verify every cell and merge the good ones into the space.
-        Returns the points merged; with `complete`, every cell of `spec` must be there."""
+        Returns the points merged and the job's seconds per stage (from its shard manifest);
+        with `complete`, every cell of `spec` must be there."""
         listing = self.client.artifacts(job_id)
         incoming = space_dir / output.RECORDS.parent / "incoming" / job_id
         shutil.rmtree(incoming, ignore_errors=True)
@@ -301,12 +303,16 @@ class PaperspaceBackend:
                     os.replace(incoming / output.RECORDS / f"{name}.json",
                                space_dir / output.RECORDS / f"{name}.json")
                 merged += 1
+            try:
+                seconds = json.loads((incoming / SHARD_MANIFEST).read_text()).get("seconds", {})
+            except (OSError, ValueError, AttributeError):
+                seconds = {}
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         if complete and missing:
             raise SoundspaceError(f"job {job_id} ended Stopped but its artifacts lack or fail the check "
                                   f"for {len(missing)} cell(s): {', '.join(missing[:5])}")
-        return merged
+        return merged, seconds if isinstance(seconds, dict) else {}
 
     @staticmethod
     def _verify(folder: Path, name: str, key: str, spec: ShardSpec) -> bool:

@@ -300,6 +300,9 @@ class StandIn:
                     job.stop_requested = True
                     if job.process and job.process.poll() is None:
                         job.process.kill()
+                    elif job.process is None and job.state == "Pending":
+                        job.state, job.finished = "Cancelled", _now()
+                        standin._log(job, "PSEOF")
                     return self._send(204)
                 if path == f"/jobs/{job.id}/destroy" and self.command == "POST":
                     standin.jobs.pop(job.id, None)
