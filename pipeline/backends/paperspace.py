@@ -149,7 +149,8 @@ class PaperspaceBackend:
         self.logs_url = os.environ.get("SOUNDSPACE_PAPERSPACE_LOGS_URL") or settings.logs_url
         self.log = log or (lambda line: print(line, file=sys.stderr))
         self.active: set = set()
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # start no more jobs (a shard failed, or Ctrl-C)
+        self.interrupted = threading.Event()  # Ctrl-C: stop the jobs that run, too
         self.client = None
 
     def _connect(self) -> JobsClient:
@@ -180,6 +181,7 @@ class PaperspaceBackend:
                     if failure is None:
                         yield spec, result
         except KeyboardInterrupt:
+            self.interrupted.set()
             self.stopping.set()
             self._stop_all()
             raise
@@ -255,8 +257,14 @@ class PaperspaceBackend:
 
     def _follow(self, job_id: str, label: str) -> tuple[dict, list]:
         """Poll the job (with backoff while it waits) and copy its log into ours until it ends."""
-        line, tail, interval = 0, [], self.settings.poll_seconds
+        line, tail, interval, stop_sent = 0, [], self.settings.poll_seconds, False
         while True:
+            if self.interrupted.is_set() and not stop_sent:  # created just as Ctrl-C came
+                stop_sent = True
+                try:
+                    self.client.stop(job_id)
+                except SoundspaceError:
+                    pass
             job = self.client.get_job(job_id)
             state = str(job.get("state", "")).lower()
             ended = False
