@@ -189,7 +189,10 @@ def test_ctrl_c_stops_the_running_jobs(tmp_path, standin):
     data = dataset(tmp_path / "d", length=0.1)
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--workflow",
                                 str(flow), "--dataset", str(data)], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PAPERSPACE_API_KEY": KEY})
+                               env={**os.environ, "PAPERSPACE_API_KEY": KEY},
+                               # A suite started in the background inherits SIGINT ignored; a
+                               # user's terminal delivers it: restore the default.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(standin.jobs) < 2:
         time.sleep(0.05)
