@@ -41,7 +41,21 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def cmd_generate(args) -> None:
     from .run import generate_space
 
-    generate_space(args.dataset, args.workflow, force=args.force, output_dir=args.output)
+    generate_space(args.dataset, args.workflow, force=args.force, output_dir=args.output,
+                   pictures=not args.no_pictures)
+
+
+def cmd_explore(args) -> None:
+    from . import explorer
+
+    written = explorer.write(args.space, pictures_too=not args.no_pictures)
+    print(f"wrote {len(written)} file(s) in {args.space}/: open {Path(args.space) / 'index.html'}")
+
+
+def cmd_serve(args) -> None:
+    from . import explorer
+
+    explorer.serve(args.space, args.port)
 
 
 def cmd_render_shard(args) -> None:
@@ -224,7 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the space (default: the workflow's output)")
     p.add_argument("--force", action="store_true",
                    help="make every cell again instead of keeping finished ones")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="skip space.png and the thumbnails (huge spaces)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("explore", help="(re)write a space's index.html, space.png and thumbnails")
+    p.add_argument("space", help="a space folder (OUTPUT/<name>)")
+    p.add_argument("--no-pictures", action="store_true", help="skip space.png and the thumbnails")
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("serve", help="serve a space's explorer on 127.0.0.1")
+    p.add_argument("space", help="a space folder (OUTPUT/<name>)")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("render-shard", help="make the cells of one saved shard (what a job runs)")
     p.add_argument("spec", help="shard folder: shard.json + embeddings.npy")

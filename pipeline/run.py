@@ -117,7 +117,7 @@ def _finished_records(space_dir, points) -> dict:
 
 
 def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
-                   progress: bool = True, log=print) -> RunResult:
+                   progress: bool = True, log=print, pictures: bool = True) -> RunResult:
     """Make (or complete) the space of `dataset` as `workflow_path` says."""
     from tqdm.auto import tqdm
 
@@ -220,6 +220,10 @@ def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
     if missing:
         raise SoundspaceError(f"{len(missing)} cell(s) are not finished ({', '.join(missing[:5])}"
                               f"{' ...' if len(missing) > 5 else ''}); run the command again")
+    with watch("explore"):
+        from . import explorer
+
+        explorer.write(space_dir, pictures_too=pictures)
     result = RunResult(space_dir, len(grid), len(points), decoded, len(specs), watch.seconds,
                        inside_decode)
     log(summary(result))

@@ -1,0 +1,77 @@
+"""Pictures of a space, drawn with matplotlib: a spectrogram thumbnail per cell and `space.png`,
+every cell's spectrogram in its grid position with the input sounds named at their places."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..output import atomic_write
+
+THUMBS = "thumbs"
+N_FFT, HOP, FLOOR_DB = 512, 128, -80.0
+
+
+def spectrogram(audio: np.ndarray) -> np.ndarray:
+    """dB magnitude [bins, frames] of a Hann-windowed STFT, 0 dB = full scale, floored at -80."""
+    padded = np.pad(audio.astype(np.float32), (N_FFT // 2, N_FFT // 2))
+    frames = 1 + (len(padded) - N_FFT) // HOP
+    index = np.arange(N_FFT)[None] + HOP * np.arange(max(frames, 1))[:, None]
+    window = np.hanning(N_FFT).astype(np.float32)
+    spectrum = np.abs(np.fft.rfft(padded[np.minimum(index, len(padded) - 1)] * window, axis=1))
+    db = 20 * np.log10(np.maximum(spectrum / (window.sum() / 2), 1e-6))
+    return np.maximum(db, FLOOR_DB).T
+
+
+def _draw(ax, audio: np.ndarray) -> None:
+    ax.imshow(spectrogram(audio), origin="lower", aspect="auto", cmap="magma",
+              vmin=FLOOR_DB, vmax=0, extent=(0, len(audio) / SAMPLE_RATE, 0, SAMPLE_RATE / 2000))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _png(figure) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def draw(space_dir: Path, manifest: dict, audio: dict) -> list[str]:
+    """Write thumbs/<cell>.png and space.png; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    (space_dir / THUMBS).mkdir(exist_ok=True)
+    written = []
+    for cell in manifest["cells"]:
+        figure = plt.figure(figsize=(1.6, 1.0), dpi=100)
+        _draw(figure.add_axes((0, 0, 1, 1)), audio[cell["name"]])
+        atomic_write(space_dir / THUMBS / f"{cell['name']}.png", _png(figure))
+        plt.close(figure)
+        written.append(f"{THUMBS}/{cell['name']}.png")
+
+    cells = {(c["column"], c["row"]): c for c in manifest["cells"]}
+    columns = max(c for c, _ in cells) + 1
+    rows = max(r for _, r in cells) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns + 0.6, 1.1 * rows + 0.9),
+                                squeeze=False, dpi=100)
+    labels = {label: (sound.get("label") or sound["file"])
+              for label, sound in manifest["inputs"].items()}
+    for (column, row), cell in cells.items():
+        ax = axes[row][column]
+        _draw(ax, audio[cell["name"]])
+        corner = [label for label, w in cell["weights"].items() if w == 1.0]
+        if corner:
+            ax.set_title(f"{corner[0]}: {labels[corner[0]]}", fontsize=7, color="#b00020")
+        ax.set_xlabel(cell["name"], fontsize=6)
+    figure.suptitle(f"{manifest['space']['name']}: {len(cells)} cells, "
+                    f"{manifest['space']['weighting']} weights, spectrograms 0-8 kHz", fontsize=9)
+    figure.tight_layout()
+    atomic_write(space_dir / "space.png", _png(figure))
+    plt.close(figure)
+    return written + ["space.png"]

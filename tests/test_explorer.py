@@ -1,0 +1,143 @@
+"""The explorer: pictures and page files, and the page itself in real headless Chromium (Debian's
+chromium + chromium-driver, driven by Selenium; no downloaded browser), opened from file://.
+
+The browser test saves a screenshot and a copy of space.png for review under
+test-artifacts/ (or $SOUNDSPACE_TEST_ARTIFACTS). scripts/test installs Chromium and sets
+SOUNDSPACE_REQUIRE_BROWSER, so there it cannot skip.
+"""
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.run import generate_space
+
+from .pipeline_helpers import TEST_DATASET, dataset, workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("SOUNDSPACE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def test_space(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explorer")
+    return generate_space(TEST_DATASET, workflow(folder), progress=False, log=lambda _: None).space_dir
+
+
+def test_generate_writes_the_explorer_and_pictures(test_space):
+    for name in ("index.html", "explorer-data.js", "space.png"):
+        assert (test_space / name).is_file(), name
+    thumbs = sorted((test_space / "thumbs").glob("*.png"))
+    assert [p.stem for p in thumbs] == sorted(p.stem for p in test_space.glob("*.wav"))
+    assert Image.open(test_space / "space.png").size[0] > 400
+    data = (test_space / "explorer-data.js").read_text()
+    payload = json.loads(data.removeprefix("window.SOUNDSPACE = ").rstrip().rstrip(";"))
+    assert payload["resolution"] == 3 and len(payload["cells"]) == 9 and len(payload["audio"]) == 9
+    assert payload["labels"]["NW"] == "Fingered bass"
+    assert "http://" not in (test_space / "index.html").read_text().replace("http://www.w3.org", "")
+
+
+def test_explore_rebuilds_and_refuses_what_is_not_a_space(test_space, tmp_path, capsys):
+    (test_space / "index.html").unlink()
+    shutil.rmtree(test_space / "thumbs")
+    assert main(["explore", str(test_space), "--no-pictures"]) == 0
+    assert (test_space / "index.html").is_file() and not (test_space / "thumbs").exists()
+    assert main(["explore", str(test_space)]) == 0
+    assert len(list((test_space / "thumbs").glob("*.png"))) == 9
+    assert main(["explore", str(tmp_path)]) == 2
+    assert "holds no readable manifest.json" in capsys.readouterr().err
+
+
+def test_line_space_page(tmp_path):
+    data = dataset(tmp_path / "d", labels=("LEFT", "RIGHT"), resolution=4, length=0.07)
+    space = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None,
+                           pictures=False).space_dir
+    assert (space / "index.html").is_file() and not (space / "space.png").exists()
+    assert '"line": true' in (space / "explorer-data.js").read_text()
+
+
+def chromium():
+    """Selenium driving Debian's Chromium, or a skip (a failure under SOUNDSPACE_REQUIRE_BROWSER)."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        browser = None
+    if not (browser and driver):
+        message = "Chromium, chromedriver or selenium missing (scripts/install-system-deps, scripts/install test)"
+        if os.environ.get("SOUNDSPACE_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,900",
+                 "--autoplay-policy=no-user-gesture-required", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def wait_for(driver, script, expected, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value == expected:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{script} stayed {driver.execute_script(script)!r}, expected {expected!r}")
+
+
+def test_page_in_headless_chromium_from_file(test_space):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver = chromium()
+    try:
+        driver.get((test_space / "index.html").as_uri())
+        cells = driver.find_elements(By.CSS_SELECTOR, "#pad .cell")
+        assert len(cells) == 9
+        assert [c.get_attribute("data-name") for c in cells[:3]] == ["x00_y00", "x01_y00", "x02_y00"]
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".label")]
+        assert labels == ["NW: Fingered bass", "NE: Nylon guitar", "SW: Electric piano", "SE: Reed organ"]
+
+        # Moving over a cell plays it: a buffer source started on a running AudioContext.
+        ActionChains(driver).move_to_element(cells[4]).perform()
+        wait_for(driver, "return window.explorer.playing", "x01_y01")
+        assert driver.execute_script("return window.explorer.context.state") == "running"
+        assert driver.execute_script("return window.explorer.started") >= 1
+        ActionChains(driver).move_to_element(cells[8]).perform()
+        wait_for(driver, "return window.explorer.playing", "x02_y02")
+
+        # Click pins; the pointer elsewhere no longer changes the cell; arrows move it.
+        cells[0].click()
+        wait_for(driver, "return window.explorer.pinned && window.explorer.pinned.name", "x00_y00")
+        ActionChains(driver).move_to_element(cells[5]).perform()
+        time.sleep(0.2)
+        assert driver.execute_script("return window.explorer.current.name") == "x00_y00"
+        pad = driver.find_element(By.ID, "pad")
+        pad.send_keys(Keys.ARROW_RIGHT)
+        wait_for(driver, "return window.explorer.playing", "x01_y00")
+        pad.send_keys(Keys.ARROW_DOWN)
+        wait_for(driver, "return window.explorer.playing", "x01_y01")
+        started = driver.execute_script("return window.explorer.started")
+        assert started >= 5
+        download = driver.find_element(By.ID, "download")
+        assert download.get_attribute("download") == "x01_y01.wav"
+        assert download.get_attribute("href").startswith("data:audio/wav;base64,UklGR")  # "RIFF"
+        assert "x01_y01" in driver.find_element(By.ID, "status").text
+
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "explorer-demo-test-space.png"))
+        shutil.copyfile(test_space / "space.png", ARTIFACTS / "space-demo-test-space.png")
+    finally:
+        driver.quit()
+    assert Image.open(ARTIFACTS / "explorer-demo-test-space.png").size[0] > 500
