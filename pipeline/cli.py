@@ -39,10 +39,10 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def cmd_generate(args) -> None:
-    from .run import generate_space
+    from .run import generate_spaces
 
-    generate_space(args.dataset, args.workflow, force=args.force, output_dir=args.output,
-                   pictures=not args.no_pictures)
+    generate_spaces(args.dataset, args.workflow, force=args.force, output_dir=args.output,
+                    pictures=not args.no_pictures)
 
 
 def cmd_explore(args) -> None:
@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
     p.add_argument("--workflow", required=True,
                    help="workflow config (config-workflow-local.json): backend, device, models")
-    p.add_argument("--dataset", required=True,
-                   help="dataset folder holding space.json and its sounds")
+    p.add_argument("--dataset", required=True, nargs="+",
+                   help="dataset folder(s) holding space.json and their sounds, or a folder of "
+                        "them; all their shards are scheduled together")
     p.add_argument("--output", help="folder for the space (default: the workflow's output)")
     p.add_argument("--force", action="store_true",
                    help="make every cell again instead of keeping finished ones")

@@ -127,8 +127,16 @@ class PaperspaceConfig(_Strict):
     preemptible: bool = False
 
 
+class RayConfig(_Strict):
+    """A Ray cluster: `address` 'auto' (the cluster this machine belongs to), 'HOST:PORT',
+    'ray://HOST:10001', or null for a local cluster started for the run."""
+    address: str | None = None
+    retries: int = Field(3, ge=0, le=50)  # reruns of a shard whose worker died
+    scratch: str | None = None  # per-node folder for shards in progress (default: the temp folder)
+
+
 class WorkflowConfig(_Strict):
-    backend: Literal["local", "paperspace"] = "local"
+    backend: Literal["local", "paperspace", "ray"] = "local"
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
     math: Literal["auto", "numpy", "torch"] = "auto"
     models: Models
@@ -137,6 +145,7 @@ class WorkflowConfig(_Strict):
     parallel_shards: int = Field(1, ge=1, le=64)
     output: str = Field("output", min_length=1)
     paperspace: PaperspaceConfig | None = None
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _backend_settings(self):

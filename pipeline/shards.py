@@ -200,3 +200,35 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         raise SoundspaceError(f"cells not finished: {', '.join(missing)}")
     log(f"shard {spec.index + 1}/{spec.count}: {len(cells)} cell(s) finished in {out}")
     return manifest
+
+
+def merge_finished(incoming, spec: ShardSpec, space_dir) -> tuple[int, list]:
+    """Move the cells a remote worker made (`incoming`: WAVs and their records, as render_shard
+    writes them) into the space, each only after checking it: its record's key is the planned one,
+    the WAV has the recorded sha256 and is 16 kHz mono of the space's length. WAV first, then
+    record, each by rename. Returns the points merged and the cells that failed or are missing."""
+    import soundfile
+
+    incoming, space_dir = Path(incoming), Path(space_dir)
+    merged, missing = 0, []
+    for point in spec.points:
+        good = []
+        for name in point["cells"]:
+            if output.finished(incoming, name, point["key"]) is None:
+                continue
+            try:
+                info = soundfile.info(incoming / f"{name}.wav")
+            except RuntimeError:
+                continue
+            if (info.samplerate, info.channels, info.frames) == (16000, 1, spec.samples):
+                good.append(name)
+        if len(good) < len(point["cells"]):
+            missing += [name for name in point["cells"] if name not in good]
+            continue
+        (space_dir / output.RECORDS).mkdir(parents=True, exist_ok=True)
+        for name in good:  # a kill between the two renames leaves nothing taken as done
+            os.replace(incoming / f"{name}.wav", space_dir / f"{name}.wav")
+            os.replace(incoming / output.RECORDS / f"{name}.json",
+                       space_dir / output.RECORDS / f"{name}.json")
+        merged += 1
+    return merged, missing

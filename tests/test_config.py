@@ -102,7 +102,7 @@ def test_bad_space_fields_and_json(tmp_path, capsys):
     (data / "space.json").write_text("{\"name\": ")
     assert "not valid JSON" in refused(tmp_path, capsys, data)
     (data / "space.json").unlink()
-    assert "no space definition (space.json)" in refused(tmp_path, capsys, data)
+    assert "holds no space.json, and no sub-folder does" in refused(tmp_path, capsys, data)
     assert "is not a folder" in refused(tmp_path, capsys, tmp_path / "nowhere")
 
 

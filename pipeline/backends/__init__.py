@@ -3,12 +3,13 @@ every one calls `shards.render_shard`, so a space is the same cell for cell what
 
 A backend is an object with one method,
 
-    run(specs, space_dir, progress) -> iterator of (spec, result)
+    run(tasks, progress) -> iterator of (task index, result)
 
-that runs every `ShardSpec` so that its cells end up finished in `space_dir`, calls
-`progress(samples)` as decoding advances, and yields each shard's `render_shard` result as the
-shard completes (in any order). It raises `SoundspaceError` when a shard fails; cells finished
-before that stay for a rerun.
+where `tasks` is a list of `(ShardSpec, space folder)` (shards of one or several spaces). It runs
+every shard so that its cells end up finished in its space folder, calls `progress(samples)` as
+decoding advances, and yields each shard's `render_shard` result as the shard completes (in any
+order). It raises `SoundspaceError` when a shard fails; cells finished before that stay for a
+rerun.
 """
 from __future__ import annotations
 
@@ -23,4 +24,8 @@ def backend_for(workflow):
         from .paperspace import PaperspaceBackend
 
         return PaperspaceBackend(workflow)
+    if workflow.backend == "ray":
+        from .ray import RayBackend
+
+        return RayBackend(workflow)
     raise ValueError(f"unknown backend {workflow.backend!r}")  # the config schema allows no other

@@ -46,11 +46,11 @@ class LocalBackend:
     def __init__(self, parallel_shards: int = 1):
         self.parallel_shards = parallel_shards
 
-    def run(self, specs, space_dir, progress):
-        workers = min(self.parallel_shards, len(specs))
+    def run(self, tasks, progress):
+        workers = min(self.parallel_shards, len(tasks))
         if workers <= 1:
-            for spec in specs:
-                yield spec, render_shard(spec, space_dir, progress)
+            for i, (spec, space_dir) in enumerate(tasks):
+                yield i, render_shard(spec, space_dir, progress)
             return
         context = get_context("spawn")  # no fork of a process holding BLAS and torch threads
         progress_queue = context.Queue()
@@ -58,7 +58,8 @@ class LocalBackend:
         with _thread_limit(threads):
             pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                        initargs=(progress_queue, threads))
-            futures = {pool.submit(_run_in_worker, spec, space_dir): spec for spec in specs}
+            futures = {pool.submit(_run_in_worker, spec, space_dir): i
+                       for i, (spec, space_dir) in enumerate(tasks)}
         try:
             while futures:
                 done, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)

@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import SoundspaceError, output
-from ..shards import SHARD_MANIFEST, ShardSpec, pending
+from ..shards import SHARD_MANIFEST, ShardSpec, merge_finished, pending
 
 OFFICIAL_API, OFFICIAL_LOGS = "https://api.paperspace.io", "https://logs.paperspace.io"
 RETRIED = {"failed", "error", "preempted"}
@@ -160,17 +160,17 @@ class PaperspaceBackend:
                                   "(it is read from the environment only, never from a file)")
         return JobsClient(self.api_url, self.logs_url, key, backoff=self.settings.backoff_seconds)
 
-    def run(self, specs, space_dir, progress):
+    def run(self, tasks, progress):
         self.client = self.client or self._connect()
-        space_dir = Path(space_dir)
         pool = ThreadPoolExecutor(max_workers=self.parallel)
-        futures = {pool.submit(self._run_shard, spec, space_dir, progress): spec for spec in specs}
+        futures = {pool.submit(self._run_shard, spec, Path(space_dir), progress): i
+                   for i, (spec, space_dir) in enumerate(tasks)}
         failure = None
         try:
             while futures:
                 done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    spec = futures.pop(future)
+                    index = futures.pop(future)
                     try:
                         result = future.result()
                     except SoundspaceError as error:
@@ -179,7 +179,7 @@ class PaperspaceBackend:
                         self.stopping.set()
                         continue
                     if failure is None:
-                        yield spec, result
+                        yield index, result
         except KeyboardInterrupt:
             self.interrupted.set()
             self.stopping.set()
@@ -299,18 +299,7 @@ class PaperspaceBackend:
                 target = incoming / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.client.download(item["url"]))
-            merged, missing = 0, []
-            for point in spec.points:
-                good = [name for name in point["cells"] if self._verify(incoming, name, point["key"], spec)]
-                if len(good) < len(point["cells"]):
-                    missing += [n for n in point["cells"] if n not in good]
-                    continue
-                for name in good:  # WAV first, then its record: a kill here leaves nothing "done"
-                    os.replace(incoming / f"{name}.wav", space_dir / f"{name}.wav")
-                    (space_dir / output.RECORDS).mkdir(parents=True, exist_ok=True)
-                    os.replace(incoming / output.RECORDS / f"{name}.json",
-                               space_dir / output.RECORDS / f"{name}.json")
-                merged += 1
+            merged, missing = merge_finished(incoming, spec, space_dir)
             try:
                 seconds = json.loads((incoming / SHARD_MANIFEST).read_text()).get("seconds", {})
             except (OSError, ValueError, AttributeError):
@@ -321,16 +310,3 @@ class PaperspaceBackend:
             raise SoundspaceError(f"job {job_id} ended Stopped but its artifacts lack or fail the check "
                                   f"for {len(missing)} cell(s): {', '.join(missing[:5])}")
         return merged, seconds if isinstance(seconds, dict) else {}
-
-    @staticmethod
-    def _verify(folder: Path, name: str, key: str, spec: ShardSpec) -> bool:
-        import soundfile
-
-        record = output.finished(folder, name, key)
-        if record is None:
-            return False
-        try:
-            info = soundfile.info(folder / f"{name}.wav")
-        except RuntimeError:
-            return False
-        return info.samplerate == 16000 and info.channels == 1 and info.frames == spec.samples
