@@ -19,12 +19,14 @@ from pipeline.run import generate_space, generate_spaces
 from .pipeline_helpers import TEST_DATASET, dataset, workflow
 from .test_pipeline import wavs
 
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+os.environ.update(LOOPBACK)  # before Ray is imported: it reads them at import
+
 if os.environ.get("SOUNDSPACE_REQUIRE_RAY"):
     import ray  # noqa: F401
 else:
     pytest.importorskip("ray")
 
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 RAY = str(Path(sys.executable).parent / "ray")
 
 

@@ -50,12 +50,13 @@ class RayBackend:
         self.settings, self.device = workflow.ray, workflow.device
 
     def _connect(self):
+        for name, value in LOOPBACK.items():  # read by Ray when it is imported
+            os.environ.setdefault(name, value)
         try:
             import ray
         except ImportError:
             raise SoundspaceError("backend ray needs Ray: scripts/install ray (or pip install "
                                   "'soundspace[ray]')") from None
-        os.environ.update(LOOPBACK)
         if not ray.is_initialized():
             address = self.settings.address
             try:
