@@ -27,6 +27,8 @@ FROM system AS deps
 # cpu: torch from PyTorch's CPU index (no CUDA libraries); cuda: PyPI's build, which bundles CUDA.
 ARG TORCH=cpu
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+# Optional extras of pyproject.toml to add, comma-separated (e.g. EXTRAS=ray for the Ray backend).
+ARG EXTRAS=
 COPY wheels/ /wheels/
 COPY pyproject.toml docker/constraints.txt /build/
 WORKDIR /build
@@ -36,6 +38,7 @@ RUN set --; case "$TORCH" in \
       *) echo "TORCH must be cpu or cuda, got '$TORCH'" >&2; exit 1 ;; \
     esac \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && python3 -c "import os, tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(r for e in filter(None, os.environ.get('EXTRAS', '').split(',')) for r in extras[e]))" >> requirements.txt \
  && pip install --find-links /wheels -c constraints.txt "$@" -r requirements.txt
 
 # --- Optional: Magenta's checkpoint, converted here so TensorFlow never reaches the runtime ---
@@ -60,7 +63,7 @@ WORKDIR /app
 COPY pyproject.toml README.md /app/
 COPY pipeline/ /app/pipeline/
 RUN pip install --no-deps /app && rm -rf /app/build /app/*.egg-info
-COPY config-workflow-local.json config-workflow-paperspace.json /app/
+COPY config-workflow-local.json config-workflow-paperspace.json config-workflow-ray.json /app/
 COPY models/ /app/models/
 COPY --from=checkpoint /checkpoints/ /app/models/n-synth/checkpoints/
 RUN mkdir /app/output && chown 1000:1000 /app/output

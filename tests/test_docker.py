@@ -46,6 +46,7 @@ def test_compose_file_is_valid_and_declares_the_services():
                                   capture_output=True, text=True).stdout.split())
     assert services == {"generate-test-local", "generate-local", "generate-local-gpu",
                         "generate-test-paperspace", "generate-paperspace", "paperspace-standin",
+                        "generate-ray",
                         "test"}
     assert "not-a-real-key" in result.stdout  # the key comes from the environment only ...
     for line in (ROOT / "docker-compose.yml").read_text().splitlines():

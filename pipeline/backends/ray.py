@@ -58,7 +58,7 @@ class RayBackend:
             raise SoundspaceError("backend ray needs Ray: scripts/install ray (or pip install "
                                   "'soundspace[ray]')") from None
         if not ray.is_initialized():
-            address = self.settings.address
+            address = os.environ.get("SOUNDSPACE_RAY_ADDRESS") or self.settings.address
             try:
                 if address:
                     ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": LOOPBACK})
