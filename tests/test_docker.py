@@ -102,24 +102,34 @@ def _report(title: str, timings: dict, capsys, extra: str = "") -> None:
             print(f"  {extra}")
 
 
-def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys):
+def _compose_up(tmp_path, service: str, timings: dict, profile: str | None = None,
+                extra_env: dict | None = None, also: tuple = ()):
+    """`docker-compose up --build` of `service` (and `also`), its ./output remapped to a fresh
+    folder owned by this user, on the offline build inputs. Returns that folder and the run."""
     tool("docker-compose")
-    timings = {}
     _engine_and_offline_inputs(timings)
     out = tmp_path / "output"
     out.mkdir()
     override = tmp_path / "override.yml"
-    override.write_text("version: \"3.8\"\nservices:\n  generate-test-local:\n    volumes:\n"
+    override.write_text(f"version: \"3.8\"\nservices:\n  {service}:\n    volumes:\n"
                         f"      - {out}:/app/output\n")
     env = {**os.environ, "SOUNDSPACE_UID": str(os.getuid()), "SOUNDSPACE_GID": str(os.getgid()),
-           "TORCH_CPU_INDEX": ""}  # PyTorch's index is out of reach here: torch comes from wheels/
+           "TORCH_CPU_INDEX": "",  # PyTorch's index is out of reach here: torch comes from wheels/
+           **(extra_env or {})}
     compose = [tool("docker-compose"), "-f", "docker-compose.yml", "-f", str(override)]
+    compose += ["--profile", profile] if profile else []
+    title = f"docker-compose {'--profile ' + profile + ' ' if profile else ''}up --build {service}"
     try:
-        _step("docker-compose up --build generate-test-local",
-              compose + ["up", "--build", "--abort-on-container-exit", "--exit-code-from",
-                         "generate-test-local", "generate-test-local"], timings, env=env)
+        run = _step(title, compose + ["up", "--build", "--abort-on-container-exit",
+                                      "--exit-code-from", service, *also, service], timings, env=env)
     finally:
         subprocess.run(compose + ["down"], cwd=ROOT, capture_output=True, env=env)
+    return out, run
+
+
+def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys):
+    timings = {}
+    out, _ = _compose_up(tmp_path, "generate-test-local", timings)
 
     space = out / "demo-test-space"
     wavs = sorted(space.glob("*.wav"))
@@ -175,25 +185,11 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
 
     from .pipeline_helpers import TEST_DATASET, workflow
 
-    tool("docker-compose")
     timings = {}
-    _engine_and_offline_inputs(timings)
-    out = tmp_path / "output"
-    out.mkdir()
-    override = tmp_path / "override.yml"
-    override.write_text("version: \"3.8\"\nservices:\n  generate-test-paperspace:\n    volumes:\n"
-                        f"      - {out}:/app/output\n")
-    env = {**os.environ, "SOUNDSPACE_UID": str(os.getuid()), "SOUNDSPACE_GID": str(os.getgid()),
-           "TORCH_CPU_INDEX": "", "PAPERSPACE_API_KEY": "local-standin-key",
-           "SOUNDSPACE_PAPERSPACE_URL": "http://127.0.0.1:8889"}
-    compose = [tool("docker-compose"), "-f", "docker-compose.yml", "-f", str(override),
-               "--profile", "standin"]
-    try:
-        run = _step("docker-compose --profile standin up generate-test-paperspace",
-                    compose + ["up", "--build", "--exit-code-from", "generate-test-paperspace",
-                               "paperspace-standin", "generate-test-paperspace"], timings, env=env)
-    finally:
-        subprocess.run(compose + ["down"], cwd=ROOT, capture_output=True, env=env)
+    out, run = _compose_up(tmp_path, "generate-test-paperspace", timings, profile="standin",
+                           extra_env={"PAPERSPACE_API_KEY": "local-standin-key",
+                                      "SOUNDSPACE_PAPERSPACE_URL": "http://127.0.0.1:8889"},
+                           also=("paperspace-standin",))
     assert "local-standin-key" not in run.stdout + run.stderr
     local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False,
                            log=lambda _: None)

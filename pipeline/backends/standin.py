@@ -256,7 +256,7 @@ class StandIn:
                 path = url.path.rstrip("/") or "/"
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                upload = None
+                upload, parts = None, {}
                 if self.command == "POST" and "multipart/form-data" in (self.headers.get("Content-Type") or ""):
                     parts = self._multipart(body)
                     if "file" in parts:
@@ -275,7 +275,7 @@ class StandIn:
                         standin.faults.http_500 -= 1
                         return self._error(500, "Internal server error")
                 if path == "/jobs/createJob" and self.command == "POST":
-                    return self._create(query, self._multipart(body) if upload else {})
+                    return self._create(query, parts)
                 if path == "/jobs/getJobs":
                     jobs = [j.view() for j in standin.jobs.values()]
                     jobs = [j for j in jobs if all(str(j.get(k)) == v for k, v in query.items()
