@@ -1,17 +1,21 @@
 """Audio in and out: any common file -> 16 kHz mono float32; float audio -> 16-bit WAV.
 
 Decoding goes through libsndfile (WAV, FLAC, OGG, AIFF, MP3, ...), resampling through soxr,
-both well-kept libraries. Files are written under a temporary name and renamed, so a file under
-its final name is always complete.
+both well-kept libraries. A file whose header promises more audio than it holds (a copy cut short)
+is read as far as it goes, with a warning that names both lengths. Files are written under a
+temporary name and renamed, so a file under its final name is always complete.
 """
 from __future__ import annotations
 
-import os
+import io
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import SoundspaceError
+from .files import atomic_write
 
 SAMPLE_RATE = 16000
 # Peaks below -80 dBFS (a few 16-bit steps) count as silence: nothing for the encoder to hear.
@@ -27,10 +31,15 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if not path.is_file():
         raise SoundspaceError(f"no such sound file: {path}")
     try:
-        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(path) as f:
+            data, rate = f.read(dtype="float32", always_2d=True), f.samplerate
+            promised = _promised_frames(f.extra_info, f.channels)
     except Exception as error:  # libsndfile reports every unreadable file as its own error
         raise SoundspaceError(f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, "
                               "AIFF or MP3") from None
+    if promised is not None and promised > len(data):
+        print(f"soundspace: warning: {path}: its header promises {promised} samples but the file "
+              f"holds {len(data)} (cut short?); using the {len(data)} it holds", file=sys.stderr)
     if data.size == 0:
         raise SoundspaceError(f"{path} holds no audio samples")
     if not np.isfinite(data).all():
@@ -39,6 +48,16 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
     return np.clip(mono, -1.0, 1.0)
+
+
+def _promised_frames(info: str, channels: int) -> int | None:
+    """The frames a WAV or AIFF header announced, where libsndfile found fewer in the file (its
+    report then says `data : PROMISED (should be FOUND)`)."""
+    chunk = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be \d+\)", info, re.M)
+    width = re.search(r"^\s*(?:Bit Width|Sample Size)\s*:\s*(\d+)", info, re.M)
+    if not chunk or not width or int(width.group(1)) % 8:
+        return None
+    return int(chunk.group(1)) // (channels * int(width.group(1)) // 8)
 
 
 def load_sound(path, samples: int) -> np.ndarray:
@@ -57,12 +76,16 @@ def load_sound(path, samples: int) -> np.ndarray:
     return fitted
 
 
-def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Write float audio in [-1, 1] as a 16-bit PCM WAV, atomically."""
+def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Float audio in [-1, 1] as the bytes of a 16-bit PCM WAV file."""
     import soundfile
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    soundfile.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write float audio in [-1, 1] as a 16-bit PCM WAV, atomically."""
+    atomic_write(Path(path), wav_bytes(audio, sample_rate))
+    return Path(path)

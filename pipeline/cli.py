@@ -1,9 +1,16 @@
-"""The `soundspace` command."""
+"""The `soundspace` command.
+
+Every failure ends in one line on stderr and a non-zero exit, never a traceback: a problem the
+user can fix (SoundspaceError) and a file-system error (the path, the cause, what to do) exit 2;
+Ctrl-C exits 130 and SIGTERM 143, both keeping every finished cell. Anything else is a bug: one
+line too, and SOUNDSPACE_DEBUG=1 shows its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -32,24 +39,33 @@ def _unique_stems(paths) -> None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    import io
+
+    from .files import atomic_write
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write(path, buffer.getvalue())
 
 
 def cmd_generate(args) -> None:
     from .run import generate_spaces
 
     generate_spaces(args.dataset, args.workflow, force=args.force, output_dir=args.output,
-                    pictures=not args.no_pictures)
+                    pictures=not args.no_pictures, wait=args.wait)
 
 
 def cmd_explore(args) -> None:
-    from . import explorer
+    from . import explorer, output
 
-    written = explorer.write(args.space, pictures_too=not args.no_pictures)
-    print(f"wrote {len(written)} file(s) in {args.space}/: open {Path(args.space) / 'index.html'}")
+    space = Path(args.space)
+    lock = output.lock(space) if (space / output.STATE).is_dir() else None  # not while generating
+    try:
+        written = explorer.write(space, pictures_too=not args.no_pictures)
+    finally:
+        if lock is not None:
+            lock.release()
+    print(f"wrote {len(written)} file(s) in {space}/: open {space / 'index.html'}")
 
 
 def cmd_serve(args) -> None:
@@ -226,6 +242,17 @@ def cmd_bench(args) -> None:
               frames=args.frames, device=args.device, encode=not args.no_encode)
 
 
+def _batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of sounds per batch, "
+                                         "1 or more (0 = all at once)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make every cell again instead of keeping finished ones")
     p.add_argument("--no-pictures", action="store_true",
                    help="skip space.png and the thumbnails (huge spaces)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for another run writing the same space instead of refusing")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("explore", help="(re)write a space's index.html, space.png and thumbnails")
@@ -304,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same audio)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="softmax temperature (1.0 samples as Magenta does)")
-    p.add_argument("--batch", type=int, default=0, help="sounds per batch (default: all)")
+    p.add_argument("--batch", type=_batch, default=0, help="sounds per batch (default: all)")
     p.add_argument("--math", default="auto", choices=("auto", "numpy", "torch"),
                    help="matrix library of the decoding loop (auto: numpy on CPU)")
     p.set_defaults(func=cmd_decode)
@@ -337,16 +366,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C stops it."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
+    from .files import describe
+
     args = build_parser().parse_args(argv)
+    kept = "; finished cells are kept: run the same command again to continue" \
+        if args.command in ("generate", "render-shard") else ""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a program's thread)
+        previous = None
     try:
         args.func(args)
     except SoundspaceError as error:
         print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"soundspace {args.command}: error: {describe(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"soundspace {args.command}: interrupted", file=sys.stderr)
+        print(f"soundspace {args.command}: interrupted{kept}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)
+        return 143
+    except Exception as error:  # a bug: still one line, the traceback on request
+        if os.environ.get("SOUNDSPACE_DEBUG"):
+            raise
+        print(f"soundspace {args.command}: internal error: {type(error).__name__}: {error} "
+              "(please report it; SOUNDSPACE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -80,6 +80,14 @@ class SpaceConfig(_Strict):
                              f"named {', '.join(SQUARE)} (a square)")
         return value
 
+    @field_validator("length")
+    @classmethod
+    def _at_least_one_sample(cls, value):
+        if round(value * SAMPLE_RATE) < 1:
+            raise ValueError(f"{value:g} s is less than one sample at {SAMPLE_RATE} Hz; give the "
+                             "length of the sounds in seconds (e.g. 4.0)")
+        return value
+
     @model_validator(mode="after")
     def _affordable(self):
         cells = self.cell_count

@@ -4,54 +4,66 @@
       x00_y00.wav ...        one 16-bit 16 kHz WAV per cell, named by grid column and row
       manifest.json          space, workflow, model identity, seed, every finished cell, timings
       embeddings.npz         the inputs' and the cells' embeddings
+      index.html, explorer-data.js, space.png, thumbs/   the explorer (pipeline/explorer)
       .soundspace/cells/     one small JSON record per finished cell (how it was made)
+      .soundspace/lock       held by the run writing the space (one at a time)
 
 A cell is done when its record exists, its `key` equals the key of the cell about to be made (a
 hash of everything its audio depends on: model, input sounds, weights, seed, length,
 post-processing) and its WAV has the sha256 the record names. Every file is written under a
 temporary name and renamed, and the record only after its WAV, so a run killed at any moment
-(even `kill -9`) leaves nothing a rerun or the manifest would take as done.
+(even `kill -9`) leaves nothing a rerun or the manifest would take as done. A record's `file` must
+be the cell's own WAV name: a record is read back from disk, so it is not trusted to name a path.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from . import SoundspaceError
+from .audio import wav_bytes
+from .files import FolderLock, atomic_write, inside, is_temp
+from .space import CELL_NAME
 
-RECORDS = Path(".soundspace") / "cells"
+STATE = Path(".soundspace")
+RECORDS = STATE / "cells"
+LOCK = STATE / "lock"
+INCOMING = ".incoming-"  # prefix of the folders remote backends unpack results into, in STATE
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npz"
+THUMBS = "thumbs"
+EXPLORER_FILES = ("index.html", "explorer-data.js")
+PICTURE = "space.png"
 FORMAT = "soundspace-space-1"
+# Every folder a run writes files into: where a killed run's temporary files are looked for.
+WRITTEN_FOLDERS = (Path("."), RECORDS, Path(THUMBS))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def lock(space_dir: Path, wait: bool = False, log=print) -> FolderLock:
+    """Hold the space folder for this run: a second run on it is refused (or waits)."""
+    (space_dir / STATE).mkdir(parents=True, exist_ok=True)
+    return FolderLock(space_dir / LOCK, f"the space {space_dir}").acquire(wait, log)
 
 
 def cell_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def wav_bytes(audio: np.ndarray) -> bytes:
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    return buffer.getvalue()
+def cell_wav(space_dir: Path, name) -> Path:
+    """The WAV of cell `name`, refusing any name that is not a cell's (`x00_y00`): names come
+    back from manifests, shard specs and workers."""
+    if not isinstance(name, str) or not CELL_NAME.fullmatch(name):
+        raise SoundspaceError(f"refusing cell name {str(name)[:60]!r}: cells are named like x00_y00")
+    return inside(space_dir, f"{name}.wav", "cell file")
 
 
 def record_path(space_dir: Path, name: str) -> Path:
+    cell_wav(space_dir, name)
     return space_dir / RECORDS / f"{name}.json"
 
 
@@ -59,7 +71,7 @@ def finished(space_dir: Path, name: str, key: str) -> dict | None:
     """The cell's record when the cell is done as described above, else None."""
     try:
         record = json.loads(record_path(space_dir, name).read_text())
-        if record.get("key") != key:
+        if record.get("key") != key or record.get("file") != f"{name}.wav":
             return None
         data = (space_dir / record["file"]).read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
@@ -71,7 +83,7 @@ def write_cell(space_dir: Path, name: str, audio: np.ndarray, record: dict) -> d
     """Write the cell's WAV, then its record (the order is what makes a kill safe)."""
     data = wav_bytes(audio)
     file = f"{name}.wav"
-    atomic_write(space_dir / file, data)
+    atomic_write(cell_wav(space_dir, name), data)
     record = {**record, "file": file, "samples": int(len(audio)),
               "peak": round(float(np.abs(audio).max()), 6),
               "sha256": hashlib.sha256(data).hexdigest()}
@@ -89,11 +101,17 @@ def clear(space_dir: Path) -> None:
 
 
 def remove_leftovers(space_dir: Path) -> list[str]:
-    """Temporary files a killed run left behind (never taken as cells; removed on the next run)."""
+    """Temporary files and unpacking folders a killed run left behind, in every folder a run
+    writes (never taken as cells; removed by the next run, which holds the lock)."""
     removed = []
-    for path in list(space_dir.glob(".*.tmp")) + list((space_dir / RECORDS).glob(".*.tmp")):
-        path.unlink(missing_ok=True)
-        removed.append(path.name)
+    for folder in WRITTEN_FOLDERS:
+        for path in (space_dir / folder).glob(".*"):
+            if is_temp(path) and not path.is_dir():
+                path.unlink(missing_ok=True)
+                removed.append(str(folder / path.name))
+    for path in (space_dir / STATE).glob(INCOMING + "*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(STATE / path.name))
     return removed
 
 
@@ -103,12 +121,7 @@ def remove_stale_cells(space_dir: Path, names: set) -> list[str]:
     removed = []
     for path in (space_dir / RECORDS).glob("*.json"):
         if path.stem not in names:
-            try:
-                file = json.loads(path.read_text()).get("file")
-            except (OSError, ValueError):
-                file = None
-            if file and (space_dir / file).name == file:
-                (space_dir / file).unlink(missing_ok=True)
+            (space_dir / f"{path.stem}.wav").unlink(missing_ok=True)
             path.unlink()
             removed.append(path.stem)
     return removed

@@ -5,23 +5,29 @@ weight sets become one point) -> plan (shards; skip finished cells) -> decode (t
 each shard: decode, post-process, write cells) -> write (embeddings, manifest).
 
 Everything that can be refused is checked before the space folder is created, so a refused run
-writes nothing. Finished cells are recorded as they are written and the manifest is rewritten
-after every shard, so an interrupted run keeps its work and a rerun picks up what is missing.
+writes nothing; what the run will write (folders writable, no folder where a file goes, enough free
+space) is checked before the decode starts. One run at a time holds a space folder (a lock).
+Finished cells are recorded as they are written and the manifest is rewritten after every shard,
+so an interrupted or failed run keeps its work and a rerun picks up what is missing. The
+manifest's status is `complete` only when every cell and the explorer are written; otherwise it
+says what is missing.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError, output, shards
+from . import SoundspaceError, files, output, shards
 from .audio import SAMPLE_RATE, load_sound
 from .backends import backend_for
 from .config import load_space, load_workflow, model_folder
@@ -53,10 +59,11 @@ class _Stopwatch:
 
 
 def _manifest(space, folder, workflow, workflow_path, model, model_dir, grid, records, seconds,
-              inside_decode, status, decoded, earlier_runs) -> dict:
+              inside_decode, status, missing, decoded, earlier_runs, sounds_sha256) -> dict:
     labels = space.labels
     return {
         "status": status,
+        "missing": missing,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "decoded": decoded,
         "space": space.model_dump(),
@@ -68,6 +75,7 @@ def _manifest(space, folder, workflow, workflow_path, model, model_dir, grid, re
         "seed": space.seed,
         "sample_rate": SAMPLE_RATE,
         "inputs": {label: space.sounds[label].model_dump() for label in labels},
+        "sounds_sha256": sounds_sha256,
         "cells": [{"name": cell.name, "column": cell.xi, "row": cell.yi, "x": cell.x, "y": cell.y,
                    "weights": dict(zip(labels, cell.weights)), "file": records[cell.name]["file"],
                    "samples": records[cell.name]["samples"],
@@ -83,16 +91,21 @@ def _manifest(space, folder, workflow, workflow_path, model, model_dir, grid, re
     }
 
 
-def _check_same_dataset(space_dir: Path, folder: Path, force: bool) -> None:
-    """Two datasets whose spaces share a name would overwrite each other's cells: refuse."""
+def _check_same_sounds(space_dir: Path, folder: Path, sounds_sha256: dict, force: bool) -> None:
+    """Two datasets whose spaces share a name would overwrite each other's cells: refuse. A space
+    is known by the contents of its input sounds, so a moved or copied dataset is the same space
+    (its finished cells are kept) and a dataset whose sounds changed is another one."""
     try:
-        made_from = json.loads((space_dir / output.MANIFEST).read_text()).get("dataset")
+        old = json.loads((space_dir / output.MANIFEST).read_text())
+        made_from, old_sounds = old.get("dataset"), old.get("sounds_sha256")
     except (OSError, ValueError, AttributeError):
         return
-    if made_from and made_from != str(folder.resolve()) and not force:
-        raise SoundspaceError(f"{space_dir} holds the space of another dataset ({made_from}); "
-                              f"give this space another name in {folder / 'space.json'}, another "
-                              "--output, or --force to replace it")
+    if force or (old_sounds is None and made_from in (None, str(folder.resolve()))):
+        return
+    if old_sounds != sounds_sha256:
+        raise SoundspaceError(f"{space_dir} holds a space made from other sounds (dataset "
+                              f"{made_from}); give this space another name in "
+                              f"{folder / 'space.json'}, another --output, or --force to replace it")
 
 
 def _earlier_runs(space_dir: Path) -> list:
@@ -116,6 +129,53 @@ def _finished_records(space_dir, points) -> dict:
     return records
 
 
+def _check_output_outside(root: Path, folder: Path) -> None:
+    """A space written into its own dataset folder could overwrite an input sound."""
+    data, out = folder.resolve(), root.resolve()
+    if out == data or data in out.parents:
+        raise SoundspaceError(f"the output folder {root} is inside the dataset folder {folder}, "
+                              "where the space's files could overwrite its sounds; choose an "
+                              "output folder outside it (--output or the workflow's output)")
+
+
+def _bytes_to_write(cells_left: int, cells: int, samples: int, embedding_values: int,
+                    pictures: bool) -> int:
+    """About how much disk the rest of the run takes: the cells left (WAV, record, thumbnail),
+    the embeddings, and the explorer (every WAV again in base64, written beside the old one),
+    each file rounded up to whole 4 KiB blocks."""
+    def blocks(size: int) -> int:
+        return -(-size // 4096) * 4096
+
+    wav = 44 + 2 * samples
+    per_cell = blocks(wav) + blocks(600) + (blocks(20_000) if pictures else 0)
+    explorer = 2 * blocks(cells * (wav * 4 // 3 + 300)) + (blocks(60_000 * cells) if pictures else 0)
+    return cells_left * per_cell + 2 * blocks(4 * embedding_values) + explorer + (1 << 20)
+
+
+def _check_writable(space_dir: Path, file_names, folders, needed: int) -> None:
+    """Before the decode: every folder the run writes takes a file, no folder stands where a file
+    goes, and the disk has about the room the rest of the run needs."""
+    for folder in folders:
+        path = space_dir / folder
+        path.mkdir(parents=True, exist_ok=True)
+        probe = files.temp_path(path / "write-test")
+        probe.open("wb").close()
+        probe.unlink()
+    for name in file_names:
+        if (space_dir / name).is_dir():
+            raise SoundspaceError(f"{space_dir / name} is a folder, where the run writes a file; "
+                                  "move it away")
+    free = shutil.disk_usage(space_dir).free
+    if free < needed:
+        raise SoundspaceError(f"not enough free space for {space_dir}: the run needs about "
+                              f"{_mb(needed)} and {_mb(free)} is free; free "
+                              f"{_mb(needed - free)} or choose another --output")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
 class _SpaceRun:
     """One space through the stages. `prepare` runs everything up to the shard plan (and refuses
     bad input before anything is written); the decode of all spaces runs together; `finish`
@@ -133,11 +193,14 @@ class _SpaceRun:
             root = Path(output_dir) if output_dir is not None else base / workflow.output
             if root.exists() and not root.is_dir():
                 raise SoundspaceError(f"output folder {root} exists and is not a folder")
+            _check_output_outside(root, folder)
         self.space, self.folder, self.workflow, self.workflow_path = space, folder, workflow, workflow_path
         self.model_dir, self.force, self.root = model_dir, force, root
         with watch("audio in"):
             self.audio = np.stack([load_sound(folder / space.sounds[label].file, space.samples)
                                    for label in space.labels])
+            self.sounds_sha256 = {label: files.sha256_file(folder / space.sounds[label].file)
+                                  for label in space.labels}
         with watch("encode"):
             self.model = model = NSynth.load(model_dir, device=workflow.device)
             if space.samples < model.config.hop:
@@ -150,7 +213,7 @@ class _SpaceRun:
             self.weights, self.index = unique_weights(self.grid)
             self.point_embeddings = interpolate(self.inputs, self.weights)
 
-    def plan(self) -> None:
+    def plan(self, locks: ExitStack, wait: bool, pictures: bool, log) -> None:
         space, grid, model, workflow = self.space, self.grid, self.model, self.workflow
         with self.watch("plan"):
             inputs_sha256 = hashlib.sha256(self.audio.tobytes()).hexdigest()
@@ -167,15 +230,12 @@ class _SpaceRun:
                                                        "seed": seed, "samples": space.samples,
                                                        "postprocess": post})})
             self.space_dir = space_dir = self.root / space.name
-            _check_same_dataset(space_dir, self.folder, self.force)
-            try:
-                space_dir.mkdir(parents=True, exist_ok=True)
-                (space_dir / output.RECORDS).mkdir(parents=True, exist_ok=True)
-            except PermissionError:
-                raise SoundspaceError(f"cannot write to {space_dir} (permission denied); make the "
-                                      "output folder writable for this user (in Docker: create "
-                                      "./output on the host first and set SOUNDSPACE_UID/"
-                                      "SOUNDSPACE_GID to your ids)") from None
+            if space_dir.exists() and not space_dir.is_dir():
+                raise SoundspaceError(f"{space_dir} is a file, where the space's folder goes; move "
+                                      "it away or choose another --output")
+            space_dir.mkdir(parents=True, exist_ok=True)
+            locks.callback(output.lock(space_dir, wait, log).release)
+            _check_same_sounds(space_dir, self.folder, self.sounds_sha256, self.force)
             if self.force:
                 output.clear(space_dir)
             self.earlier_runs = _earlier_runs(space_dir)
@@ -194,13 +254,21 @@ class _SpaceRun:
             self.records = _finished_records(space_dir, points)
             self.todo = {spec.index: sum(any(name not in self.records for name in point["cells"])
                                          for point in spec.points) for spec in self.specs}
+            _check_writable(space_dir, [output.MANIFEST, output.EMBEDDINGS, *output.EXPLORER_FILES, *(output.PICTURE,) * pictures,
+                                        *(f"{cell.name}.wav" for cell in grid)],
+                            output.WRITTEN_FOLDERS[:2 + pictures], self.bytes_left(pictures))
         self.save_manifest("running")
 
-    def save_manifest(self, status: str) -> None:
+    def bytes_left(self, pictures: bool) -> int:
+        frames = self.point_embeddings.shape[1]
+        return _bytes_to_write(len(self.grid) - len(self.records), len(self.grid),
+                               self.space.samples, (len(self.grid) + 4) * frames * 16, pictures)
+
+    def save_manifest(self, status: str, missing: dict | None = None) -> None:
         output.write_manifest(self.space_dir, _manifest(
             self.space, self.folder, self.workflow, self.workflow_path, self.model, self.model_dir,
-            self.grid, self.records, self.watch.seconds, self.inside_decode, status, self.decoded,
-            self.earlier_runs))
+            self.grid, self.records, self.watch.seconds, self.inside_decode, status, missing or {},
+            self.decoded, self.earlier_runs, self.sounds_sha256))
 
     def shard_done(self, spec, result: dict) -> None:
         self.decoded += result["decoded"]
@@ -219,7 +287,7 @@ class _SpaceRun:
                                     cells=self.point_embeddings[cell_index])
             self.records = _finished_records(space_dir, self.points)
             missing = [c.name for c in grid if c.name not in self.records]
-            self.save_manifest("complete" if not missing else "incomplete")
+            self.save_manifest("incomplete", {"cells": missing, "explorer": True})
         if missing:
             raise SoundspaceError(f"{space_dir}: {len(missing)} cell(s) are not finished "
                                   f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
@@ -227,7 +295,14 @@ class _SpaceRun:
         with self.watch("explore"):
             from . import explorer
 
-            explorer.write(space_dir, pictures_too=pictures)
+            try:
+                explorer.write(space_dir, pictures_too=pictures)
+            except (SoundspaceError, OSError) as error:
+                why = files.describe(error) if isinstance(error, OSError) else str(error)
+                raise SoundspaceError(f"every cell of {space_dir} is finished, but writing its "
+                                      f"explorer failed: {why}; then run `soundspace explore "
+                                      f"{space_dir}` (or generate again)") from None
+        self.save_manifest("complete")
         return RunResult(space_dir, len(grid), len(self.points), self.decoded, len(self.specs),
                          self.watch.seconds, self.inside_decode)
 
@@ -249,18 +324,38 @@ def dataset_folders(paths) -> list[Path]:
 
 
 def generate_spaces(datasets, workflow_path, force: bool = False, output_dir=None,
-                    progress: bool = True, log=print, pictures: bool = True) -> list[RunResult]:
+                    progress: bool = True, log=print, pictures: bool = True,
+                    wait: bool = False) -> list[RunResult]:
     """Make (or complete) several spaces; all their shards go to the backend together, so a
-    cluster stays busy."""
-    from tqdm.auto import tqdm
-
+    cluster stays busy. `wait`: wait for another run holding one of the spaces, instead of
+    refusing."""
     runs = [_SpaceRun(d, workflow_path, force, output_dir) for d in dataset_folders(datasets)]
     names = [run.space.name for run in runs]
     if len(set(names)) < len(names):
         raise SoundspaceError(f"two datasets define the same space name ({', '.join(names)}); "
                               "their spaces would share a folder: rename one")
-    for run in runs:
-        run.plan()
+    with ExitStack() as locks:
+        for run in runs:
+            run.plan(locks, wait, pictures, log)
+        try:
+            decode_seconds = _decode(runs, progress)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise SoundspaceError(_disk_full(error, runs, pictures)) from None
+        results = []
+        for run in runs:
+            run.watch.seconds["decode"] = decode_seconds  # shared by the spaces decoded together
+            result = run.finish(pictures)
+            log(summary(result))
+            results.append(result)
+    return results
+
+
+def _decode(runs, progress: bool) -> float:
+    """Every shard with work left, of every space, on the workflow's backend; returns seconds."""
+    from tqdm.auto import tqdm
+
     tasks = [(spec, run) for run in runs for spec in run.specs if run.todo[spec.index]]
     start = time.perf_counter()
     if tasks:
@@ -272,20 +367,35 @@ def generate_spaces(datasets, workflow_path, force: bool = False, output_dir=Non
             for i, result in backend.run([(spec, run.space_dir) for spec, run in tasks], bar.update):
                 spec, run = tasks[i]
                 run.shard_done(spec, result)
-    decode_seconds = time.perf_counter() - start
-    results = []
+    return time.perf_counter() - start
+
+
+def _disk_full(error: OSError, runs, pictures: bool) -> str:
+    """What a full disk mid-run means for the user: what is kept, and how much room is missing."""
+    done = left = needed = 0
     for run in runs:
-        run.watch.seconds["decode"] = decode_seconds  # shared by the spaces decoded together
-        result = run.finish(pictures)
-        log(summary(result))
-        results.append(result)
-    return results
+        run.records = _finished_records(run.space_dir, run.points)
+        done += len(run.records)
+        left += len(run.grid) - len(run.records)
+        needed += run.bytes_left(pictures)
+        try:
+            run.save_manifest("incomplete", {"cells": [c.name for c in run.grid
+                                                       if c.name not in run.records],
+                                             "explorer": True})
+        except OSError:
+            pass  # the disk is full: the records alone say which cells are done
+    free = shutil.disk_usage(runs[0].space_dir).free
+    return (f"{files.describe(error).split(';')[0]}: the disk filled up; {done} finished cell(s) "
+            f"are kept, and the {left} cell(s) left need about {_mb(needed)} ({_mb(free)} is "
+            f"free): free at least {_mb(max(needed - free, 0))} and run the same command again")
 
 
 def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
-                   progress: bool = True, log=print, pictures: bool = True) -> RunResult:
+                   progress: bool = True, log=print, pictures: bool = True,
+                   wait: bool = False) -> RunResult:
     """Make (or complete) the space of one dataset as `workflow_path` says."""
-    return generate_spaces([dataset], workflow_path, force, output_dir, progress, log, pictures)[0]
+    return generate_spaces([dataset], workflow_path, force, output_dir, progress, log, pictures,
+                           wait)[0]
 
 
 def summary(result: RunResult) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, output, postprocess
+from .space import CELL_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
 
@@ -80,6 +81,12 @@ class ShardSpec:
                                   f"{error}") from None
         if len(spec.points) != len(embeddings):
             raise SoundspaceError(f"{folder}: {len(spec.points)} points but {len(embeddings)} embeddings")
+        for point in spec.points:  # a spec travels: its cell names become file names
+            if not (isinstance(point, dict) and isinstance(point.get("cells"), list)
+                    and point["cells"] and isinstance(point.get("key"), str)
+                    and all(isinstance(n, str) and CELL_NAME.fullmatch(n) for n in point["cells"])):
+                raise SoundspaceError(f"{folder / SPEC_FILE}: refusing point {json.dumps(point)[:80]}: "
+                                      "each point needs a key and cells named like x00_y00")
         return spec
 
 

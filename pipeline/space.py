@@ -15,6 +15,7 @@ A cell's embedding is the weighted sum of the inputs' embeddings. Cells with the
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ SQUARE = ("NW", "NE", "SW", "SE")
 CORNERS = {"LEFT": (0.0, 0.0), "RIGHT": (1.0, 0.0),
            "NW": (0.0, 0.0), "NE": (1.0, 0.0), "SW": (0.0, 1.0), "SE": (1.0, 1.0)}
 WEIGHTINGS = ("bilinear", "radial")
+CELL_NAME = re.compile(r"x[0-9]{2,3}_y[0-9]{2,3}")  # Cell.name: column and row, from NW or LEFT
 
 
 @dataclass(frozen=True)

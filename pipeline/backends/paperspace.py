@@ -287,9 +287,7 @@ class PaperspaceBackend:
         Returns the points merged and the job's seconds per stage (from its shard manifest);
         with `complete`, every cell of `spec` must be there."""
         listing = self.client.artifacts(job_id)
-        incoming = space_dir / output.RECORDS.parent / "incoming" / job_id
-        shutil.rmtree(incoming, ignore_errors=True)
-        incoming.mkdir(parents=True)
+        incoming = Path(tempfile.mkdtemp(prefix=output.INCOMING, dir=space_dir / output.STATE))
         try:
             for item in listing:
                 name = _safe_artifact(str(item.get("file", "")))

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .. import SoundspaceError, output
+from ..files import inside
 from ..shards import ShardSpec, merge_finished, render_shard
 
 # Keep every Ray connection on loopback on machines where that matters: Ray otherwise looks up
@@ -101,10 +102,10 @@ class RayBackend:
 
     @staticmethod
     def _merge(reply: dict, spec: ShardSpec, space_dir: Path) -> int:
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=space_dir / output.RECORDS.parent))
+        incoming = Path(tempfile.mkdtemp(prefix=output.INCOMING, dir=space_dir / output.STATE))
         try:
             for name, data in reply["files"].items():
-                target = incoming / name
+                target = inside(incoming, name, "file name from a Ray worker")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
             merged, missing = merge_finished(incoming, spec, space_dir)

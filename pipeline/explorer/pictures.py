@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..output import atomic_write
-
-THUMBS = "thumbs"
+from ..files import atomic_write
+from ..output import PICTURE, THUMBS
 N_FFT, HOP, FLOOR_DB = 512, 128, -80.0
 
 
@@ -67,11 +66,14 @@ def draw(space_dir: Path, manifest: dict, audio: dict) -> list[str]:
         _draw(ax, audio[cell["name"]])
         corner = [label for label, w in cell["weights"].items() if w == 1.0]
         if corner:
-            ax.set_title(f"{corner[0]}: {labels[corner[0]]}", fontsize=7, color="#b00020")
+            # Labels are the user's text, never matplotlib's $math$ markup.
+            ax.set_title(f"{corner[0]}: {labels[corner[0]]}", fontsize=7, color="#b00020",
+                         parse_math=False)
         ax.set_xlabel(cell["name"], fontsize=6)
     figure.suptitle(f"{manifest['space']['name']}: {len(cells)} cells, "
-                    f"{manifest['space']['weighting']} weights, spectrograms 0-8 kHz", fontsize=9)
+                    f"{manifest['space']['weighting']} weights, spectrograms 0-8 kHz", fontsize=9,
+                    parse_math=False)
     figure.tight_layout()
-    atomic_write(space_dir / "space.png", _png(figure))
+    atomic_write(space_dir / PICTURE, _png(figure))
     plt.close(figure)
-    return written + ["space.png"]
+    return written + [PICTURE]

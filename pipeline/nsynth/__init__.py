@@ -58,7 +58,7 @@ class NSynth:
     def __init__(self, net: Autoencoder, identity: str, meta: dict | None = None):
         self.net = net.eval().requires_grad_(False)
         self.config: ModelConfig = net.config
-        self.identity = identity  # sha256 of the weights: the model's name in manifests
+        self.identity = identity  # of weights and hyper-parameters: the model's name in manifests
         self.meta = meta or {}
 
     @property
@@ -69,7 +69,8 @@ class NSynth:
     def load(cls, path, device: str = "cpu") -> "NSynth":
         """Load a model folder (`weights.safetensors` + `model.json`)."""
         weights, config, meta = checkpoint.load_model(path)
-        return cls._build(weights, config, meta["weights_sha256"], meta, device)
+        return cls._build(weights, config, checkpoint.identity(meta["weights_sha256"], config),
+                          meta, device)
 
     @classmethod
     def from_weights(cls, weights: dict, device: str = "cpu", stages: int = 10,
@@ -80,7 +81,8 @@ class NSynth:
         digest = hashlib.sha256()
         for name in sorted(weights):
             digest.update(name.encode() + np.ascontiguousarray(weights[name], np.float32).tobytes())
-        return cls._build(weights, config, digest.hexdigest(), {}, device)
+        return cls._build(weights, config, checkpoint.identity(digest.hexdigest(), config), {},
+                          device)
 
     @classmethod
     def _build(cls, weights, config, identity, meta, device) -> "NSynth":

@@ -2,7 +2,9 @@
 
 A model folder holds `weights.safetensors` (float32, Magenta's variable names and shapes) and
 `model.json` (format, hyper-parameters, sha256 of the weights file, where the weights came
-from). The sha256 is the model's identity: manifests record it, and loading checks it.
+from). Loading checks the sha256. The model's identity, which manifests record and every cell's
+key includes, covers the weights *and* the hyper-parameters: the same weights with another hop or
+dilation cycle make other sounds.
 
 Conversion reads the checkpoint with TensorFlow's own reader (the optional `convert` extra), takes
 the plain variables Magenta's generator restores and skips optimizer slots, moving averages and
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import SoundspaceError
+from ..files import sha256_file
 from .model import ModelConfig
 
 FORMAT = "soundspace-nsynth-1"
@@ -30,12 +33,10 @@ _TRAINING_EXTRAS = re.compile(r"(.*/(Adam|Adam_1|ExponentialMovingAverage)|globa
 TF_INSTALL = "pip install 'soundspace[convert]'   (or: pip install tensorflow-cpu)"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def identity(weights_sha256: str, config: ModelConfig) -> str:
+    """The model's name: sha256 of its weights' sha256 and its hyper-parameters."""
+    text = json.dumps({"weights_sha256": weights_sha256, "config": config.to_dict()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -135,14 +136,18 @@ def load_model(path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
                                   f"is missing{hint}")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SoundspaceError(f"{meta_path} is not valid JSON ({error})") from None
-    if meta.get("format") != FORMAT:
-        raise SoundspaceError(f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise SoundspaceError(f"{meta_path} has format {found!r}, expected {FORMAT!r}")
     if verify and sha256_file(weights_path) != meta.get("weights_sha256"):
         raise SoundspaceError(f"{weights_path} does not match the sha256 in {meta_path}: the "
                               "file is damaged or was replaced; convert or copy the model again")
-    config = ModelConfig.from_dict(meta["config"])
+    try:
+        config = ModelConfig.from_dict(meta.get("config"))
+    except SoundspaceError as error:
+        raise SoundspaceError(f"{meta_path}: {error}") from None
     try:
         weights = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error type for damaged headers

@@ -10,6 +10,7 @@ decoder used for fidelity checks and training. Sample-by-sample generation is `g
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 
@@ -20,6 +21,9 @@ from torch import nn
 from .. import SoundspaceError
 
 CLASSES = 256
+# Allowed hyper-parameters beyond "a whole number from 1 to 65536": a dilation cycle longer than
+# 20 layers would need ring buffers of 2**19 steps and more per layer.
+LIMITS = {"stages": (1, 20), "ae_stages": (1, 20)}
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,20 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
+    def from_dict(cls, values) -> "ModelConfig":
+        """Hyper-parameters read from a file: every one a whole number in its range."""
+        if not isinstance(values, dict):
+            raise SoundspaceError(f"field config: expected an object of hyper-parameters, got "
+                                  f"{json.dumps(values)[:40]}")
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise SoundspaceError(f"unknown model hyper-parameters {sorted(unknown)}; "
                                   f"known: {sorted(cls.__dataclass_fields__)}")
+        for name, value in values.items():
+            low, high = LIMITS.get(name, (1, 1 << 16))
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise SoundspaceError(f"field config.{name}: must be a whole number from {low} to "
+                                      f"{high}, got {json.dumps(value)[:40]}")
         return cls(**values)
 
     @classmethod

@@ -1,0 +1,137 @@
+"""Files on disk, safely: paths from untrusted places, atomic writes, a lock per folder, and
+file-system errors as one line a user can act on.
+
+Every relative path read from a file, a server or a worker that this run did not just write
+(a cell name in a manifest or a shard spec, a record's `file`, a requested URL) goes through
+`inside()`, the one place that decides "this name stays inside this folder". Every file is written
+under a temporary name unique to its writer and renamed, so two writers never share a temporary
+file and a file under its final name is always whole.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import socket
+import time
+from pathlib import Path, PurePosixPath
+
+from . import SoundspaceError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def inside(root, relative, what: str = "path") -> Path:
+    """`root / relative`, refused unless `relative` is a plain relative path that stays inside
+    `root`: not absolute, no `..`, no empty or odd parts, and no symbolic link leading out."""
+    if not isinstance(relative, str) or not relative or "\0" in relative or "\\" in relative:
+        raise SoundspaceError(f"refusing {what} {relative!r}: not a plain relative file name")
+    parts = PurePosixPath(relative).parts
+    if PurePosixPath(relative).is_absolute() or any(p in ("..", ".", "") for p in parts) \
+            or relative.endswith("/"):
+        raise SoundspaceError(f"refusing {what} {relative!r}: it must stay inside {root}")
+    root = Path(root)
+    path = root.joinpath(*parts)
+    resolved_root = root.resolve()
+    if resolved_root != path.resolve() and resolved_root not in path.resolve().parents:
+        raise SoundspaceError(f"refusing {what} {relative!r}: it leads out of {root} "
+                              "(a symbolic link?)")
+    return path
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this writer (`.NAME.PID-RANDOM.tmp`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
+
+
+_HINTS = {
+    errno.EROFS: "the file system is read-only: choose a writable --output",
+    errno.ENOSPC: "free some space or choose another --output",
+    errno.EDQUOT: "free some space or choose another --output",
+    errno.EACCES: "make it writable for this user or choose another --output",
+    errno.EPERM: "make it writable for this user or choose another --output",
+    errno.ENOTDIR: "a part of this path is a file, not a folder: move that file away or choose "
+                   "another --output",
+    errno.EISDIR: "a folder stands where a file should be: move that folder away",
+    errno.EEXIST: "a file stands where a folder should be: move that file away or choose "
+                  "another --output",
+    errno.ENAMETOOLONG: "choose a shorter --output",
+}
+
+
+def describe(error: OSError) -> str:
+    """One line for a file-system error: the path, the cause and what to do."""
+    where = "" if error.filename is None else f"{error.filename}: "
+    if error.filename2 is not None:
+        where = f"{error.filename} -> {error.filename2}: "
+    cause = error.strerror or str(error) or type(error).__name__
+    hint = _HINTS.get(error.errno)
+    return f"{where}{cause}" + (f"; {hint}" if hint else "")
+
+
+class FolderLock:
+    """An exclusive lock on a folder (`flock` on a file in it), held by one process at a time and
+    released by the kernel when that process ends, even by `kill -9`. The file names the holder,
+    so a second run can say who it is waiting for."""
+
+    def __init__(self, path: Path, what: str):
+        self.path, self.what, self.file = Path(path), what, None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def acquire(self, wait: bool = False, log=print) -> "FolderLock":
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                holder = self.holder()
+                self.release()
+                raise SoundspaceError(f"{self.what} is being written by {holder}; wait for that "
+                                      "run to end (or pass --wait to wait for it)") from None
+            log(f"waiting for {self.holder()} to finish with {self.what} ...")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.file.seek(0)
+        self.file.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        self.file.flush()
+        return self
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None
