@@ -31,7 +31,7 @@ from .space import CELL_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
 
-_MODELS: dict = {}  # (model folder, device) -> NSynth, one load per process
+_MODELS: dict = {}  # (model folder, device, identity) -> NSynth, one load per process
 
 
 @dataclass
@@ -134,8 +134,8 @@ def pending(spec: ShardSpec, space_dir) -> list[int]:
 def _model(spec: ShardSpec):
     from .nsynth import NSynth
 
-    cache_key = (spec.model["path"], spec.device)
-    if cache_key not in _MODELS:
+    cache_key = (spec.model["path"], spec.device, spec.model["identity"])
+    if cache_key not in _MODELS:  # the folder may have changed since: load it and check
         _MODELS[cache_key] = NSynth.load(spec.model["path"], device=spec.device)
     model = _MODELS[cache_key]
     if model.identity != spec.model["identity"]:

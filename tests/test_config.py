@@ -1,6 +1,7 @@
 """Every refusal of `soundspace generate`: a clear message naming the file, the field or the
 sound, exit code 2, and nothing written (the output folder is never created)."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -117,3 +118,45 @@ def test_bad_workflow(tmp_path, capsys):
     assert "models.real" in err and "holds no model" in err and "soundspace convert" in err
     err = refused(tmp_path, capsys, data, workflow(tmp_path, api_key="secret"))
     assert "field api_key: unknown field" in err
+
+
+def test_length_under_one_sample(tmp_path, capsys):
+    """Item 10: a length that rounds to no sample at all was a raw numpy error."""
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", length=1e-9))
+    assert "field length" in err and "less than one sample" in err
+
+
+@pytest.mark.parametrize("inside", [".", "out", "deeper/out"])
+def test_output_inside_the_dataset(tmp_path, capsys, inside):
+    """Item 16: a space written into its dataset folder could overwrite an input sound."""
+    data = dataset(tmp_path / "d")
+    (data / "x00_y00.wav").write_bytes((data / "bass.wav").read_bytes())  # a sound named like a cell
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data),
+                 "--output", str(data / inside)]) == 2
+    err = capsys.readouterr().err
+    assert "is inside the dataset folder" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+def _model_with(tmp_path, **config):
+    from .conftest import DEMO_MODEL
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO_MODEL, folder, dirs_exist_ok=True)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["config"] = None if config.get("config", 1) is None else {**meta["config"], **config}
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("config,field", [({"hop": 0}, "config.hop"), ({"hop": -512}, "config.hop"),
+                                          ({"hop": "512"}, "config.hop"), ({"hop": True}, "config.hop"),
+                                          ({"stages": 0}, "config.stages"),
+                                          ({"config": None}, "field config")])
+def test_bad_model_configuration(tmp_path, capsys, config, field):
+    """Item 17: model.json's hyper-parameters are read from a file and checked like any config."""
+    model = _model_with(tmp_path, **config)
+    flow = workflow(tmp_path, models={"real": str(model), "test": str(model)})
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d"), flow)
+    assert str(model / "model.json") in err and field in err

@@ -323,16 +323,23 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
     decoder = IncrementalDecoder(state, config, batch, math, temperature, block_rows)
     bins = math.bins((batch, frames * hop))
     sample = math.zeros(batch)
-    report = progress if callable(progress) else None  # a caller's own bar: told samples done
-    with tqdm(total=frames * hop, disable=report is not None or not progress, unit="sample",
-              unit_scale=True, desc=f"decoding {batch} sound(s)", smoothing=0.1) as bar:
+    # A caller's own bar is told the samples done; only `progress=True` makes a bar here (a bar
+    # takes a multiprocessing lock, which a worker process killed mid-run would leak).
+    report = progress if callable(progress) else None
+    bar = tqdm(total=frames * hop, unit="sample", unit_scale=True, smoothing=0.1,
+               desc=f"decoding {batch} sound(s)") if progress is True else None
+    try:
         for f in range(frames):
             decoder.set_frame(math.array(encoding[:, f]))
             uniform = math.array(np.stack([r.random(hop) for r in rngs], axis=1))
             sample = sample_steps(decoder, f * hop, sample, uniform, bins)
-            bar.update(hop)
+            if bar is not None:
+                bar.update(hop)
             if report:
                 report(hop * batch)
+    finally:
+        if bar is not None:
+            bar.close()
     return inverse_mu_law(math.to_numpy(bins).astype(np.int32) - 128)
 
 
