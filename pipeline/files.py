@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from . import SoundspaceError
 
@@ -28,9 +28,8 @@ def inside(root, relative, what: str = "path") -> Path:
     `root`: not absolute, no `..`, no empty or odd parts, and no symbolic link leading out."""
     if not isinstance(relative, str) or not relative or "\0" in relative or "\\" in relative:
         raise SoundspaceError(f"refusing {what} {relative!r}: not a plain relative file name")
-    parts = PurePosixPath(relative).parts
-    if PurePosixPath(relative).is_absolute() or any(p in ("..", ".", "") for p in parts) \
-            or relative.endswith("/"):
+    parts = relative.split("/")
+    if any(part in ("..", ".", "") for part in parts):  # also an absolute path's leading ""
         raise SoundspaceError(f"refusing {what} {relative!r}: it must stay inside {root}")
     root = Path(root)
     path = root.joinpath(*parts)

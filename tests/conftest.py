@@ -1,8 +1,10 @@
 """Shared fixtures: the reference data folder, small random models and a converted tiny model."""
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.nsynth import NSynth
 from pipeline.nsynth.checkpoint import save_model
@@ -36,3 +38,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tone(seconds: float, freq: float = 220.0, rate: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.6 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t)).astype(np.float32)
+
+
+def tf32_flags() -> tuple:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@contextmanager
+def exact_float32():
+    """TF32 off (exact float32 products on a GPU) inside the block, the global flags as they
+    were after it."""
+    saved = tf32_flags()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

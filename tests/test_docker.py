@@ -20,6 +20,7 @@ import soundfile
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE = bool(os.environ.get("SOUNDSPACE_REQUIRE_DOCKER"))
+pytestmark = pytest.mark.timeout(1800)  # cold image builds
 
 
 def tool(name: str) -> str:

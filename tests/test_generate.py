@@ -8,7 +8,7 @@ from pipeline.nsynth import generate as gen
 from pipeline.nsynth.model import ModelConfig
 from pipeline.nsynth.mulaw import inverse_mu_law, mu_law
 
-from .conftest import SMALL, small_model, tone
+from .conftest import SMALL, exact_float32, small_model, tf32_flags, tone
 
 
 def sounds(model, batch, seconds=0.1):
@@ -16,16 +16,33 @@ def sounds(model, batch, seconds=0.1):
     return audio, model.encode(audio)
 
 
+# SMALL's dilations are 1, 2, 4, 8, 1, 2, 4, 8. A block is the largest power of two dividing the
+# dilation with 2 * block * batch <= block_rows, so these are worked out by hand per case.
 @pytest.mark.parametrize("math", ["numpy", "torch"])
-@pytest.mark.parametrize("batch,block_rows", [(1, 1), (1, 1024), (3, 8), (3, 1024), (5, 16)])
-def test_incremental_equals_parallel(math, batch, block_rows, monkeypatch):
-    """Every block size and the row-wise GEMV path, over three conditioning frames."""
-    monkeypatch.setattr(gen, "BLOCK_ROWS", block_rows)
+@pytest.mark.parametrize("batch,block_rows,blocks", [
+    (1, 1, [1, 1, 1, 1, 1, 1, 1, 1]),       # row-wise GEMV path everywhere
+    (1, 1024, [1, 2, 4, 8, 1, 2, 4, 8]),    # each layer's whole dilation
+    (3, 8, [1, 2, 2, 2, 1, 2, 2, 2]),       # 2 * 2 * 3 = 12 > 8 stops at 2
+    (2, 8, [1, 2, 4, 4, 1, 2, 4, 4]),       # 2 * 4 * 2 = 16 > 8 stops at 4
+    (5, 16, [1, 2, 2, 2, 1, 2, 2, 2]),
+])
+def test_incremental_equals_parallel(math, batch, block_rows, blocks, monkeypatch):
+    """Every block size and the row-wise GEMV path, over three conditioning frames; the decoder
+    the check runs really uses the block sizes the case names."""
+    used = []
+
+    class Recording(gen.IncrementalDecoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            used.append([layer.block for layer in self.layers])
+
+    monkeypatch.setattr(gen, "IncrementalDecoder", Recording)
     model = small_model()
     audio, z = sounds(model, batch)
     audio = audio[:, :3 * 512]
     parallel = model.probabilities(audio, z)
-    incremental = model.teacher_forced_incremental(audio, z, math=math)
+    incremental = model.teacher_forced_incremental(audio, z, math=math, block_rows=block_rows)
+    assert used == [blocks]
     np.testing.assert_allclose(incremental, parallel, rtol=0, atol=2e-6)
     assert np.abs(np.log(incremental) - np.log(parallel)).max() < 1e-4
 
@@ -124,15 +141,28 @@ def test_generate_refuses_bad_arguments():
         model.generate(z, math="jax", progress=False)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_incremental_equals_parallel():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model = small_model()
-    model.net.to("cuda")
-    audio, z = sounds(model, 3)
-    audio = audio[:, :1024]
-    np.testing.assert_allclose(model.teacher_forced_incremental(audio, z),
-                               model.probabilities(audio, z), rtol=0, atol=2e-6)
-    assert np.array_equal(model.generate(z, seed=2, progress=False),
-                          model.generate(z, seed=2, progress=False))
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_torch_device_incremental_equals_parallel(device):
+    """The GPU code path (torch math on a torch device), on the CPU everywhere and on CUDA where
+    there is one, with float32 products kept exact (no TF32) only for the duration of the test."""
+    with exact_float32():
+        model = small_model()
+        model.net.to(device)
+        audio, z = sounds(model, 3)
+        audio = audio[:, :1024]
+        np.testing.assert_allclose(model.teacher_forced_incremental(audio, z, math="torch"),
+                                   model.probabilities(audio, z), rtol=0, atol=2e-6)
+        a = model.generate(z, seed=2, progress=False, math="torch")
+        assert np.array_equal(a, model.generate(z, seed=2, progress=False, math="torch"))
+
+
+def test_exact_float32_restores_the_global_flags():
+    saved = tf32_flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with exact_float32():
+            assert tf32_flags() == (False, False)
+        assert tf32_flags() == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

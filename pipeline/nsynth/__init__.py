@@ -184,8 +184,10 @@ class NSynth:
                                   self._math(math), temperature, progress)
 
     @torch.no_grad()
-    def teacher_forced_incremental(self, audio, encoding, math: str = "auto") -> np.ndarray:
-        """`probabilities()` computed by the incremental generator step by step (for checks)."""
+    def teacher_forced_incremental(self, audio, encoding, math: str = "auto",
+                                   block_rows: int = _generate.BLOCK_ROWS) -> np.ndarray:
+        """`probabilities()` computed by the incremental generator step by step (for checks);
+        `block_rows` bounds the rows of the past-tap products (see generate.block_size)."""
         audio, encoding = _audio_batch(audio), self._check_encoding(encoding)
         return _generate.teacher_forced(self.net.magenta_state(), self.config, audio, encoding,
-                                        self._math(math))
+                                        self._math(math), block_rows)

@@ -344,14 +344,14 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
 
 
 def teacher_forced(state: dict, config: ModelConfig, audio: np.ndarray, encoding: np.ndarray,
-                   math=None) -> np.ndarray:
+                   math=None, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Probabilities `[B, T, 256]` from the incremental decoder fed the true previous samples:
     the check that generation computes exactly what the parallel network does."""
     math = math or NumpyMath()
     batch, steps = audio.shape
     inputs = np.zeros_like(audio, dtype=np.float32)
     inputs[:, 1:] = network_input(audio[:, :-1])
-    decoder = IncrementalDecoder(state, config, batch, math)
+    decoder = IncrementalDecoder(state, config, batch, math, block_rows=block_rows)
     probs = np.zeros((batch, steps, CLASSES), dtype=np.float32)
     for t in range(steps):
         if t % config.hop == 0:

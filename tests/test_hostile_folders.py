@@ -1,0 +1,167 @@
+"""A space folder, a shard spec or a request may come from anyone: names in them must never
+lead out of the folder (item 15). `explore` reads a crafted manifest, `render-shard` a crafted
+shard.json, `serve` answers crafted requests; each is refused or answered 404/421, and nothing
+outside the folder is read or written."""
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import SoundspaceError
+from pipeline.cli import main
+from pipeline.files import inside
+from pipeline.run import generate_space
+
+from .pipeline_helpers import dataset, workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def made_space(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    data = dataset(folder / "d", length=0.07)
+    return generate_space(data, workflow(folder), progress=False, log=lambda _: None).space_dir
+
+
+@pytest.fixture
+def space(made_space, tmp_path):
+    copy = tmp_path / "space"
+    shutil.copytree(made_space, copy, symlinks=True)
+    return copy
+
+
+@pytest.mark.parametrize("name", ["x00_y00.wav", "thumbs/x00_y00.png", "a/b/c"])
+def test_inside_accepts_plain_relative_names(tmp_path, name):
+    assert inside(tmp_path, name) == tmp_path / name
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x", "a/../../x", "a/./b", "", "a\\b", "a//b",
+                                  "a/", "x\0y", None, 7])
+def test_inside_refuses_what_leads_out(tmp_path, name):
+    with pytest.raises(SoundspaceError, match="refusing"):
+        inside(tmp_path, name)
+
+
+def test_inside_refuses_a_link_that_leads_out(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "out").symlink_to(tmp_path)
+    with pytest.raises(SoundspaceError, match="leads out"):
+        inside(tmp_path / "root", "out/secret")
+
+
+def crafted(space: Path, change) -> None:
+    manifest = json.loads((space / "manifest.json").read_text())
+    change(manifest)
+    (space / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_explore_refuses_a_cell_file_outside_the_folder(space, capsys):
+    def to_passwd(m):
+        m["cells"][0]["file"] = "/etc/passwd"
+    crafted(space, to_passwd)
+    before = (space / "explorer-data.js").read_bytes()
+    assert main(["explore", str(space)]) == 2
+    assert "does not describe its own WAV" in capsys.readouterr().err
+    assert (space / "explorer-data.js").read_bytes() == before
+    assert b"root:" not in (space / "explorer-data.js").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["/tmp/soundspace-escape", "../escape", "thumbs/../../escape"])
+def test_explore_refuses_a_cell_name_that_is_a_path(space, capsys, tmp_path, name):
+    def rename(m):
+        m["cells"][0]["name"] = name
+        m["cells"][0]["file"] = name + ".wav"
+    crafted(space, rename)
+    assert main(["explore", str(space)]) == 2
+    assert "refusing cell name" in capsys.readouterr().err
+    assert not Path("/tmp/soundspace-escape.png").exists()
+    assert not list(tmp_path.glob("escape*")) and not list(space.parent.glob("escape*"))
+
+
+def test_the_page_title_is_escaped(space):
+    def script_name(m):
+        m["space"]["name"] = "</title><script>alert(1)</script>"
+    crafted(space, script_name)
+    assert main(["explore", str(space), "--no-pictures"]) == 0
+    page = (space / "index.html").read_text()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_render_shard_refuses_cell_names_that_lead_out(tmp_path, capsys):
+    from .conftest import DEMO_MODEL
+
+    from pipeline.nsynth import NSynth
+    from pipeline.shards import ShardSpec
+
+    model = NSynth.load(DEMO_MODEL)
+    for name in ["../../escaped", "/tmp/soundspace-escaped"]:
+        spec = ShardSpec(space="s", index=0, count=1,
+                         model={"path": str(DEMO_MODEL), "identity": model.identity, "hop": 512},
+                         device="cpu", math="auto", decode_batch=1, samples=1024,
+                         postprocess={"chain": "none", "peak_dbfs": -1.0, "fade_ms": 5.0},
+                         points=[{"seed": [0, 0], "cells": [name], "key": "0" * 64}],
+                         embeddings=np.zeros((1, 2, 16), np.float32))
+        folder = spec.save(tmp_path / "shard")
+        assert main(["render-shard", str(folder), "--out", str(tmp_path / "out" / "a")]) == 2
+        assert "refusing point" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("escaped*")) and not Path("/tmp/soundspace-escaped.wav").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(space):
+    (space / "thumbs" / "x01_y01.png").unlink()
+    (space / "thumbs" / "x01_y01.png").symlink_to("/etc/passwd")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(space),
+                               "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.1)
+    yield port
+    server.terminate()
+    server.wait(10)
+
+
+def get(port: int, path: str, host: str | None = None) -> tuple:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("GET", path, skip_host=True)
+    connection.putheader("Host", host or f"127.0.0.1:{port}")
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+def test_serve_answers_the_explorer_files_and_nothing_else(served):
+    port = served
+    for path in ["/", "/index.html", "/explorer-data.js", "/space.png", "/thumbs/x00_y00.png"]:
+        assert get(port, path)[0] == 200, path
+    assert get(port, "/", host=f"localhost:{port}")[0] == 200
+    for path in ["/manifest.json", "/.soundspace/cells/x00_y00.json", "/.soundspace/lock",
+                 "/embeddings.npz", "/x00_y00.wav", "/thumbs/", "/thumbs/x01_y01.png",
+                 "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/thumbs/../manifest.json"]:
+        status, body = get(port, path)
+        assert status == 404 and b"root:" not in body, path
+    assert get(port, "/", host="attacker.example")[0] == 421
+    assert get(port, "/", host=f"attacker.example:{port}")[0] == 421
