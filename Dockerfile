@@ -66,6 +66,7 @@ RUN pip install --no-deps /app && rm -rf /app/build /app/*.egg-info
 COPY config-workflow-local.json config-workflow-paperspace.json config-workflow-ray.json /app/
 COPY models/ /app/models/
 COPY --from=checkpoint /checkpoints/ /app/models/n-synth/checkpoints/
+COPY docker/entrypoint /usr/local/bin/soundspace-entrypoint
 RUN mkdir /app/output && chown 1000:1000 /app/output
 USER 1000:1000
 ENTRYPOINT ["soundspace"]
@@ -85,3 +86,9 @@ CMD ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
 
 # --- The runtime image, the default target (last stage) --------------------------------------
 FROM app AS runtime
+# The entry point starts as root only to give the mounted output folder to its user, then runs
+# soundspace as that user (docker/entrypoint): ./output works on a fresh clone, for root and for
+# an ordinary user, with no variables to set.
+# hadolint ignore=DL3002
+USER 0
+ENTRYPOINT ["soundspace-entrypoint"]

@@ -366,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C stops it."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C stops it (the
+    backends' Ctrl-C handling, stopping jobs and tasks, runs for it too)."""
 
 
 def _on_sigterm(signum, frame):
@@ -392,12 +393,12 @@ def main(argv=None) -> int:
     except OSError as error:
         print(f"soundspace {args.command}: error: {describe(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"soundspace {args.command}: interrupted{kept}", file=sys.stderr)
-        return 130
     except Terminated:
         print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:
+        print(f"soundspace {args.command}: interrupted{kept}", file=sys.stderr)
+        return 130
     except Exception as error:  # a bug: still one line, the traceback on request
         if os.environ.get("SOUNDSPACE_DEBUG"):
             raise

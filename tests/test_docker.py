@@ -103,42 +103,60 @@ def _report(title: str, timings: dict, capsys, extra: str = "") -> None:
             print(f"  {extra}")
 
 
-def _compose_up(tmp_path, service: str, timings: dict, profile: str | None = None,
+def _fresh_clone(tmp_path, owner: int) -> Path:
+    """The committed project as a user gets it (`git clone`), owned by `owner`, with no ./output;
+    only the offline build input torch's wheel is added (scripts/docker-wheels)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    for wheel in (ROOT / "wheels").glob("*.whl"):
+        shutil.copy(wheel, clone / "wheels" / wheel.name)
+    if owner != os.getuid():
+        subprocess.run(["chown", "-R", f"{owner}:{owner}", str(clone)], check=True)
+    assert not (clone / "output").exists()
+    return clone
+
+
+def _compose_up(tmp_path, service: str, timings: dict, owner: int = 0, profile: str | None = None,
                 extra_env: dict | None = None, also: tuple = ()):
-    """`docker-compose up --build` of `service` (and `also`), its ./output remapped to a fresh
-    folder owned by this user, on the offline build inputs. Returns that folder and the run."""
+    """`docker-compose up --build SERVICE` (and `also`) typed in a fresh clone owned by `owner`,
+    with no ./output and none of soundspace's variables set. Returns its ./output and the run."""
     tool("docker-compose")
     _engine_and_offline_inputs(timings)
-    out = tmp_path / "output"
-    out.mkdir()
-    override = tmp_path / "override.yml"
-    override.write_text(f"version: \"3.8\"\nservices:\n  {service}:\n    volumes:\n"
-                        f"      - {out}:/app/output\n")
-    env = {**os.environ, "SOUNDSPACE_UID": str(os.getuid()), "SOUNDSPACE_GID": str(os.getgid()),
-           "TORCH_CPU_INDEX": "",  # PyTorch's index is out of reach here: torch comes from wheels/
-           **(extra_env or {})}
-    compose = [tool("docker-compose"), "-f", "docker-compose.yml", "-f", str(override)]
-    compose += ["--profile", profile] if profile else []
+    clone = _fresh_clone(tmp_path, owner)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDSPACE_")}
+    env.update({"TORCH_CPU_INDEX": "",  # PyTorch's index is out of reach here: torch from wheels/
+                **(extra_env or {})})
+    compose = [tool("docker-compose")] + (["--profile", profile] if profile else [])
     title = f"docker-compose {'--profile ' + profile + ' ' if profile else ''}up --build {service}"
     try:
-        run = _step(title, compose + ["up", "--build", "--abort-on-container-exit",
-                                      "--exit-code-from", service, *also, service], timings, env=env)
+        start = time.perf_counter()
+        run = subprocess.run(compose + ["up", "--build", "--abort-on-container-exit",
+                                        "--exit-code-from", service, *also, service],
+                             cwd=clone, capture_output=True, text=True, env=env)
+        timings[f"{title} (clone owned by uid {owner})"] = time.perf_counter() - start
+        assert run.returncode == 0, f"{title} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     finally:
-        subprocess.run(compose + ["down"], cwd=ROOT, capture_output=True, env=env)
-    return out, run
+        subprocess.run(compose + ["down"], cwd=clone, capture_output=True, env=env)
+    return clone / "output", run
 
 
-def test_docker_compose_builds_offline_and_makes_the_test_space(tmp_path, capsys):
+@pytest.mark.parametrize("owner", [0, 4321], ids=["root", "ordinary-user"])
+def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path, capsys, owner):
+    """Item 19: the README's command, typed in a fresh clone with no ./output and no variables,
+    for root and for an ordinary user (uid 4321 owns the clone): the space is written and
+    belongs to the clone's owner."""
     timings = {}
-    out, _ = _compose_up(tmp_path, "generate-test-local", timings)
+    out, _ = _compose_up(tmp_path, "generate-test-local", timings, owner=owner)
 
+    assert out.stat().st_uid == owner
     space = out / "demo-test-space"
     wavs = sorted(space.glob("*.wav"))
     assert len(wavs) == 9
+    for path in [*wavs, space / "manifest.json", space / "index.html"]:
+        assert (path.stat().st_uid, path.stat().st_gid) == (owner, owner), path
     for path in wavs:
         audio, rate = soundfile.read(path)
         assert rate == 16000 and len(audio) == 16000
-        assert path.stat().st_uid == os.getuid()  # the host user owns what the service wrote
     manifest = json.loads((space / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["cells"]) == 9
     assert (space / "embeddings.npz").is_file()

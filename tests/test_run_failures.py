@@ -326,7 +326,7 @@ def test_a_label_with_dollar_signs_is_drawn_as_text(tmp_path):
     """Item 10: matplotlib read `$` in a label as math markup and failed after the decode."""
     data = dataset(tmp_path / "d", length=0.07)
     space = json.loads((data / "space.json").read_text())
-    space["sounds"]["NW"]["label"] = "$5 bass $\\frac{"
+    space["sounds"]["NW"]["label"] = "Bass $x^$ at $5$"
     (data / "space.json").write_text(json.dumps(space))
     result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
     assert (result.space_dir / "space.png").is_file()
