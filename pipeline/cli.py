@@ -59,7 +59,8 @@ def cmd_explore(args) -> None:
     from . import explorer, output
 
     space = Path(args.space)
-    lock = output.lock(space) if (space / output.STATE).is_dir() else None  # not while generating
+    # Not while a run writes the space (a folder without the state of a run has no lock to take).
+    lock = output.lock(space, args.wait) if (space / output.STATE).is_dir() else None
     try:
         written = explorer.write(space, pictures_too=not args.no_pictures)
     finally:
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="(re)write a space's index.html, space.png and thumbnails")
     p.add_argument("space", help="a space folder (OUTPUT/<name>)")
     p.add_argument("--no-pictures", action="store_true", help="skip space.png and the thumbnails")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for a run writing the space instead of refusing")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("serve", help="serve a space's explorer on 127.0.0.1")

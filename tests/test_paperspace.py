@@ -12,6 +12,7 @@ from pipeline import SoundspaceError
 from pipeline.backends import paperspace
 from pipeline.backends.standin import Faults, StandIn
 from pipeline.cli import main
+from pipeline.nsynth import NSynth
 from pipeline.run import generate_space
 from pipeline.output import cell_key
 from pipeline.shards import SHARD_MANIFEST, ShardSpec, locate_model, render_shard_folder
@@ -160,7 +161,7 @@ def test_render_shard_is_idempotent(tmp_path):
     """What a retried job does: the same shard run twice into the same folder decodes nothing
     the second time and reports the same cells."""
     spec = ShardSpec(space="s", index=0, count=1, model={"path": str(DEMO_MODEL), "identity":
-                     json.loads((DEMO_MODEL / "model.json").read_text())["weights_sha256"], "hop": 512},
+                     NSynth.load(DEMO_MODEL).identity, "hop": 512},
                      device="cpu", math="auto", decode_batch=8, samples=1024,
                      postprocess={"chain": "none"}, points=[
                          {"seed": [0, i], "cells": [f"x{i:02d}_y00"], "key": cell_key({"i": i})}
