@@ -8,7 +8,7 @@ from pipeline.nsynth import generate as gen
 from pipeline.nsynth.model import ModelConfig
 from pipeline.nsynth.mulaw import inverse_mu_law, mu_law
 
-from .conftest import SMALL, exact_float32, small_model, tf32_flags, tone
+from .conftest import exact_float32, small_model, tf32_flags, tone
 
 
 def sounds(model, batch, seconds=0.1):

@@ -180,7 +180,7 @@ class PaperspaceBackend:
                         continue
                     if failure is None:
                         yield index, result
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM, or anything else: stop the jobs that run
             self.interrupted.set()
             self.stopping.set()
             self._stop_all()
@@ -258,6 +258,7 @@ class PaperspaceBackend:
     def _follow(self, job_id: str, label: str) -> tuple[dict, list]:
         """Poll the job (with backoff while it waits) and copy its log into ours until it ends."""
         line, tail, interval, stop_sent = 0, [], self.settings.poll_seconds, False
+        ended = False  # the log's end marker, once seen, stays seen (it comes only once)
         while True:
             if self.interrupted.is_set() and not stop_sent:  # created just as Ctrl-C came
                 stop_sent = True
@@ -267,7 +268,6 @@ class PaperspaceBackend:
                     pass
             job = self.client.get_job(job_id)
             state = str(job.get("state", "")).lower()
-            ended = False
             for row in self.client.logs(job_id, line):
                 line = max(line, int(row.get("line", line)))
                 message = str(row.get("message", ""))
@@ -276,7 +276,7 @@ class PaperspaceBackend:
                     continue
                 tail.append(message)
                 self.log(self.client.scrub(f"[{label} {job_id}] {message}"))
-            if state in TERMINAL and (ended or state != "stopped"):
+            if state in TERMINAL and (ended or state != "stopped" or stop_sent):
                 return job, tail[-20:]
             time.sleep(interval)
             interval = min(interval * 1.5, 6 * self.settings.poll_seconds) if state == "pending" \

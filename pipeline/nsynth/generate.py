@@ -29,7 +29,6 @@ our CPUs, measured by `soundspace bench`) and torch (`cpu` or `cuda`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
