@@ -103,3 +103,21 @@ def test_refusals(sounds, tiny_model_dir, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert "no usable CUDA" in run_error(capsys, ["decode", str(tmp_path / "ok.npy"), *model, "--device", "cuda"])
     assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, capsys, monkeypatch):
+    """A bug still ends in one line and exit 2; SOUNDSPACE_DEBUG=1 shows its traceback."""
+    from pipeline import cli
+
+    def broken(args):
+        raise RuntimeError("something the program did not expect")
+
+    monkeypatch.setattr(cli, "cmd_explore", broken)
+    monkeypatch.delenv("SOUNDSPACE_DEBUG", raising=False)
+    assert cli.main(["explore", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("soundspace explore: internal error: RuntimeError: something the program did "
+                   "not expect (please report it; SOUNDSPACE_DEBUG=1 shows the traceback)\n")
+    monkeypatch.setenv("SOUNDSPACE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["explore", str(tmp_path)])
