@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, output, postprocess
+from .files import inside
 from .space import CELL_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
@@ -105,10 +106,8 @@ def locate_model(path) -> Path:
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 with zipfile.ZipFile(path) as archive:
-                    root = tmp.resolve()
-                    for name in archive.namelist():
-                        if root not in (tmp / name).resolve().parents and (tmp / name).resolve() != root:
-                            raise SoundspaceError(f"{path}: refusing {name!r} (outside the archive's folder)")
+                    for name in archive.namelist():  # a folder entry ends with "/"
+                        inside(tmp, name.removesuffix("/"), f"entry of {path}")
                     archive.extractall(tmp)
                 os.replace(tmp, target)
         found = [p.parent for p in target.rglob("model.json")]

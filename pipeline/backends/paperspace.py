@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import posixpath
 import re
 import shutil
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import SoundspaceError, output
+from ..files import inside
 from ..shards import SHARD_MANIFEST, ShardSpec, merge_finished, pending
 
 OFFICIAL_API, OFFICIAL_LOGS = "https://api.paperspace.io", "https://logs.paperspace.io"
@@ -41,6 +41,7 @@ RETIRED = ("Paperspace retired its Jobs API on 15 July 2024 ({url} answered 404 
            "paperspace-standin` (or a compatible service) and point paperspace.api_url or "
            "SOUNDSPACE_PAPERSPACE_URL at it, or decode with backend local on a GPU machine")
 CELL_FILE = re.compile(r"^x\d+_y\d+\.wav$")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a job id becomes part of URLs and log lines
 
 
 class JobsClient:
@@ -131,16 +132,6 @@ class JobsClient:
         return self.call("GET", url, session=self.plain).content
 
 
-def _safe_artifact(name: str) -> str:
-    """The artifact's path inside the space folder, or a refusal for anything that would land
-    outside it."""
-    normal = posixpath.normpath(name)
-    if (not name or name.startswith("/") or "\\" in name or normal.startswith("..")
-            or any(part == ".." for part in name.split("/"))):
-        raise SoundspaceError(f"artifact {name!r} refused: its name points outside the space folder")
-    return normal
-
-
 class PaperspaceBackend:
     def __init__(self, workflow, log=None):
         settings = workflow.paperspace
@@ -227,7 +218,10 @@ class PaperspaceBackend:
                 "envVars": json.dumps({"SOUNDSPACE_SHARD": f"{spec.index + 1}/{spec.count}"}),
                 "isPreemptible": str(self.settings.preemptible).lower(),
             }, self._workspace(todo), "shard.zip")
-            job_id = job["id"]
+            job_id = job.get("id") if isinstance(job, dict) else None
+            if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+                raise SoundspaceError(f"{label}: the server answered createJob with job id "
+                                      f"{str(job_id)[:40]!r}, which is not a job id; refusing it")
             self.active.add(job_id)
             self.log(f"{label}: job {job_id} created ({len(todo.points)} point(s), "
                      f"{self.settings.machine_type})")
@@ -290,11 +284,11 @@ class PaperspaceBackend:
         incoming = Path(tempfile.mkdtemp(prefix=output.INCOMING, dir=space_dir / output.STATE))
         try:
             for item in listing:
-                name = _safe_artifact(str(item.get("file", "")))
+                name = str(item.get("file", ""))
+                target = inside(incoming, name, f"artifact of job {job_id}")
                 if not (CELL_FILE.match(name) or name == SHARD_MANIFEST
                         or re.match(r"^\.soundspace/cells/x\d+_y\d+\.json$", name)):
                     continue  # something else the job wrote: not part of the space
-                target = incoming / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.client.download(item["url"]))
             merged, missing = merge_finished(incoming, spec, space_dir)

@@ -30,6 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from .. import SoundspaceError
+from ..files import inside
+
 MACHINE_TYPES = [{"region": "local", "cluster": "standin", "machineType": m, "isBusy": False}
                  for m in ("C5", "P4000", "A4000")]
 
@@ -108,11 +111,12 @@ class StandIn:
         (folder / "artifacts").mkdir()
         if workspace:
             with zipfile.ZipFile(io.BytesIO(workspace)) as archive:
-                root = (folder / "paperspace").resolve()
+                root = folder / "paperspace"
                 for name in archive.namelist():
-                    target = (root / name).resolve()
-                    if target != root and root not in target.parents:
-                        raise ValueError(f"workspace entry {name!r} points outside /paperspace")
+                    try:  # a folder entry ends with "/"
+                        inside(root, name.removesuffix("/"), "workspace entry")
+                    except SoundspaceError as error:
+                        raise ValueError(str(error)) from None
                 archive.extractall(root)
         job = Job(job_id, params, folder)
         self.jobs[job_id] = job
