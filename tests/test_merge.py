@@ -94,7 +94,9 @@ def tamper_other_file(folder):  # a valid record, but it vouches for the other c
     other = record(folder, "x01_y00")
     save_record(folder, "x00_y00", {**record(folder, "x00_y00"), "file": "x01_y00.wav",
                                     "sha256": other["sha256"]})
-    (folder / "x00_y00.wav").write_bytes(b"RIFF but not the sound the record vouches for")
+    buffer = io.BytesIO()  # a well-formed WAV of the right rate and length, other content
+    soundfile.write(buffer, np.zeros(1024), 16000, subtype="PCM_16", format="WAV")
+    (folder / "x00_y00.wav").write_bytes(buffer.getvalue())
 
 
 def tamper_absolute_file(folder):

@@ -117,6 +117,15 @@ def test_an_artifact_named_dotdot_is_refused(tmp_path, standin):
     assert not (tmp_path / "out" / "x").exists() and not (tmp_path / "x").exists()
 
 
+def test_a_job_id_that_is_a_path_is_refused(tmp_path, standin):
+    """Issue 13 item 1: a job id from the server names folders and URLs; `../..` must not."""
+    standin.faults.bad_job_id = True
+    flow = paperspace_workflow(tmp_path, standin)
+    with pytest.raises(SoundspaceError, match=r"job id '\.\./\.\.', which is not a job id"):
+        generate_space(dataset(tmp_path / "d", length=0.1), flow, progress=False, log=quiet)
+    assert (tmp_path / "out" / "space" / ".soundspace" / "lock").is_file()  # nothing deleted
+
+
 def test_no_key_no_run(tmp_path, standin, monkeypatch, capsys):
     monkeypatch.delenv("PAPERSPACE_API_KEY")
     flow = paperspace_workflow(tmp_path, standin)

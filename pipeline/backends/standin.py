@@ -46,6 +46,7 @@ class Faults:
     preempt: int = 0  # the next N jobs are preempted once they have finished one cell
     slow_seconds: float = 0.0  # every job waits this long in Pending
     bad_artifact: bool = False  # artifact lists also name a file "../x"
+    bad_job_id: bool = False  # createJob answers the job id "../.." (a hostile server)
 
 
 @dataclass
@@ -329,7 +330,8 @@ class StandIn:
                     job = standin.create(query, workspace)
                 except (ValueError, zipfile.BadZipFile) as error:
                     return self._error(422, f"bad workspace {filename}: {error}")
-                return self._send(200, job.view())
+                return self._send(200, {**job.view(), **({"id": "../.."} if standin.faults.bad_job_id
+                                                         else {})})
 
             def _artifact(self, path: str):
                 _, _, job_id, *rest = path.split("/")
