@@ -87,14 +87,14 @@ _HINTS = {
 }
 
 
-def describe(error: OSError) -> str:
-    """One line for a file-system error: the path, the cause and what to do."""
+def describe(error: OSError, hint: bool = True) -> str:
+    """One line for a file-system error: the path, the cause and (`hint`) what to do."""
     where = "" if error.filename is None else f"{error.filename}: "
     if error.filename2 is not None:
         where = f"{error.filename} -> {error.filename2}: "
     cause = error.strerror or str(error) or type(error).__name__
-    hint = _HINTS.get(error.errno)
-    return f"{where}{cause}" + (f"; {hint}" if hint else "")
+    advice = _HINTS.get(error.errno) if hint else None
+    return f"{where}{cause}" + (f"; {advice}" if advice else "")
 
 
 class FolderLock:

@@ -254,15 +254,24 @@ class _SpaceRun:
             self.records = _finished_records(space_dir, points)
             self.todo = {spec.index: sum(any(name not in self.records for name in point["cells"])
                                          for point in spec.points) for spec in self.specs}
-            _check_writable(space_dir, [output.MANIFEST, output.EMBEDDINGS, *output.EXPLORER_FILES, *(output.PICTURE,) * pictures,
-                                        *(f"{cell.name}.wav" for cell in grid)],
-                            output.WRITTEN_FOLDERS[:2 + pictures], self.bytes_left(pictures))
+            written = [output.MANIFEST, output.EMBEDDINGS, *output.EXPLORER_FILES,
+                       *(output.PICTURE,) * pictures, *(f"{cell.name}.wav" for cell in grid)]
+            _check_writable(space_dir, written, output.WRITTEN_FOLDERS[:2 + pictures],
+                            self.bytes_left(pictures))
         self.save_manifest("running")
 
     def bytes_left(self, pictures: bool) -> int:
         frames = self.point_embeddings.shape[1]
         return _bytes_to_write(len(self.grid) - len(self.records), len(self.grid),
                                self.space.samples, (len(self.grid) + 4) * frames * 16, pictures)
+
+    def save_unfinished(self) -> list[str]:
+        """Read back which cells are finished, save the manifest as `incomplete` (cells missing,
+        explorer not yet written) and return the cells that are missing."""
+        self.records = _finished_records(self.space_dir, self.points)
+        missing = [c.name for c in self.grid if c.name not in self.records]
+        self.save_manifest("incomplete", {"cells": missing, "explorer": True})
+        return missing
 
     def save_manifest(self, status: str, missing: dict | None = None) -> None:
         output.write_manifest(self.space_dir, _manifest(
@@ -285,9 +294,7 @@ class _SpaceRun:
                                     cell_names=np.array([c.name for c in grid]),
                                     weights=np.array([c.weights for c in grid]),
                                     cells=self.point_embeddings[cell_index])
-            self.records = _finished_records(space_dir, self.points)
-            missing = [c.name for c in grid if c.name not in self.records]
-            self.save_manifest("incomplete", {"cells": missing, "explorer": True})
+            missing = self.save_unfinished()
         if missing:
             raise SoundspaceError(f"{space_dir}: {len(missing)} cell(s) are not finished "
                                   f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
@@ -374,18 +381,15 @@ def _disk_full(error: OSError, runs, pictures: bool) -> str:
     """What a full disk mid-run means for the user: what is kept, and how much room is missing."""
     done = left = needed = 0
     for run in runs:
-        run.records = _finished_records(run.space_dir, run.points)
+        try:
+            run.save_unfinished()
+        except OSError:
+            pass  # the disk is full: the records alone say which cells are done
         done += len(run.records)
         left += len(run.grid) - len(run.records)
         needed += run.bytes_left(pictures)
-        try:
-            run.save_manifest("incomplete", {"cells": [c.name for c in run.grid
-                                                       if c.name not in run.records],
-                                             "explorer": True})
-        except OSError:
-            pass  # the disk is full: the records alone say which cells are done
     free = shutil.disk_usage(runs[0].space_dir).free
-    return (f"{files.describe(error).split(';')[0]}: the disk filled up; {done} finished cell(s) "
+    return (f"{files.describe(error, hint=False)}: the disk filled up; {done} finished cell(s) "
             f"are kept, and the {left} cell(s) left need about {_mb(needed)} ({_mb(free)} is "
             f"free): free at least {_mb(max(needed - free, 0))} and run the same command again")
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import SoundspaceError
+from ..files import temp_path
 from . import NSynth, checkpoint
 from .model import Autoencoder, ModelConfig
 from .mulaw import mu_law, network_input
@@ -112,7 +113,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     audio = [torch.from_numpy(np.ascontiguousarray(sounds[n], dtype=np.float32)) for n in names]
 
     def save(loss: float) -> None:
-        tmp = out / f".{STATE_FILE}.tmp"
+        tmp = temp_path(state_path)
         torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "config": config.to_dict(), "options": asdict(options)}, tmp)
