@@ -202,7 +202,10 @@ class _SpaceRun:
             self.sounds_sha256 = {label: files.sha256_file(folder / space.sounds[label].file)
                                   for label in space.labels}
         with watch("encode"):
-            self.model = model = NSynth.load(model_dir, device=workflow.device)
+            # The decode may run elsewhere (a Ray or Paperspace GPU): here, the inputs are
+            # encoded on the device asked for only when this machine decodes too.
+            here = workflow.device if workflow.backend == "local" else "auto"
+            self.model = model = NSynth.load(model_dir, device=here)
             if space.samples < model.config.hop:
                 raise SoundspaceError(f"{folder / 'space.json'}: field length: {space.length} s is "
                                       f"shorter than one frame of the model ({model.config.hop} "

@@ -143,9 +143,10 @@ def _model(spec: ShardSpec):
     return model
 
 
-def render_shard(spec: ShardSpec, space_dir, progress=None) -> dict:
+def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None = None) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage and the
-    number of points decoded; `progress(samples)` is told the decoder's progress."""
+    number of points decoded; `progress(samples)` is told the decoder's progress. `made_on`
+    (which machine made the cells, e.g. a Ray node's address) goes into each cell's record."""
     todo = pending(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     if not todo:
@@ -166,7 +167,8 @@ def render_shard(spec: ShardSpec, space_dir, progress=None) -> dict:
             for name in point["cells"]:
                 output.write_cell(space_dir, name, finished,
                                   {"key": point["key"], "seed": point["seed"],
-                                   "decoded_with": point["cells"][0], "model": spec.model["identity"]})
+                                   "decoded_with": point["cells"][0], "model": spec.model["identity"],
+                                   **({"made_on": made_on} if made_on else {})})
             seconds["write"] += time.perf_counter() - start
     return {"seconds": seconds, "decoded": len(todo)}
 
@@ -206,35 +208,3 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         raise SoundspaceError(f"cells not finished: {', '.join(missing)}")
     log(f"shard {spec.index + 1}/{spec.count}: {len(cells)} cell(s) finished in {out}")
     return manifest
-
-
-def merge_finished(incoming, spec: ShardSpec, space_dir) -> tuple[int, list]:
-    """Move the cells a remote worker made (`incoming`: WAVs and their records, as render_shard
-    writes them) into the space, each only after checking it: its record's key is the planned one,
-    the WAV has the recorded sha256 and is 16 kHz mono of the space's length. WAV first, then
-    record, each by rename. Returns the points merged and the cells that failed or are missing."""
-    import soundfile
-
-    incoming, space_dir = Path(incoming), Path(space_dir)
-    merged, missing = 0, []
-    for point in spec.points:
-        good = []
-        for name in point["cells"]:
-            if output.finished(incoming, name, point["key"]) is None:
-                continue
-            try:
-                info = soundfile.info(incoming / f"{name}.wav")
-            except RuntimeError:
-                continue
-            if (info.samplerate, info.channels, info.frames) == (16000, 1, spec.samples):
-                good.append(name)
-        if len(good) < len(point["cells"]):
-            missing += [name for name in point["cells"] if name not in good]
-            continue
-        (space_dir / output.RECORDS).mkdir(parents=True, exist_ok=True)
-        for name in good:  # a kill between the two renames leaves nothing taken as done
-            os.replace(incoming / f"{name}.wav", space_dir / f"{name}.wav")
-            os.replace(incoming / output.RECORDS / f"{name}.json",
-                       space_dir / output.RECORDS / f"{name}.json")
-        merged += 1
-    return merged, missing

@@ -15,8 +15,8 @@ import soundfile
 from pipeline import SoundspaceError
 from pipeline.backends.ray import RayBackend
 from pipeline.nsynth import NSynth
-from pipeline.output import RECORDS
-from pipeline.shards import ShardSpec, merge_finished, render_shard
+from pipeline.output import RECORDS, merge_finished
+from pipeline.shards import ShardSpec, render_shard
 
 from .conftest import DEMO_MODEL
 

@@ -1,7 +1,11 @@
-"""The Ray backend on a real Ray cluster started as separate processes (`ray start --head`, whose
-raylet starts the worker processes), everything bound to 127.0.0.1: the space equals the local backend's cell for cell,
-a worker killed mid-shard is retried and redoes only its unfinished cells, several spaces are
-scheduled in one run. scripts/test installs the `ray` extra and sets SOUNDSPACE_REQUIRE_RAY."""
+"""The Ray backend on a real one-node Ray cluster started as separate processes (`ray start
+--head`, whose raylet starts the worker processes), everything bound to 127.0.0.1: a worker
+killed mid-shard is retried and redoes only its unfinished cells, a failing task is not retried
+and stops the others, `device: auto` asks for the cluster's GPU, several spaces are scheduled in
+one run. The node declares one (logical) GPU, so that GPU scheduling is exercised on a CPU
+machine. The loopback setting below is this fixture's only: it turns Ray's multi-node mode off
+(tests/test_ray_cluster.py runs two nodes without it). scripts/test installs the `ray` extra and
+sets SOUNDSPACE_REQUIRE_RAY."""
 import json
 import os
 import signal
@@ -43,7 +47,7 @@ def cluster():
     # One node: a second `ray start --address` node is refused with the loopback setting
     # ("Multi-node Ray clusters are not supported") and hangs without it (ray 2.60).
     subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                    "--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"],
+                    "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=1", "--disable-usage-stats"],
                    # Its daemons inherit stdout: a pipe would never reach EOF.
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=120)
     os.environ.update(LOOPBACK)
@@ -58,21 +62,6 @@ def cluster():
 def ray_workflow(folder, address, **fields):
     return workflow(folder, backend="ray", ray={"address": address, "retries": 3,
                                                 "scratch": str(folder / "scratch")}, **fields)
-
-
-def test_ray_space_equals_the_local_space(tmp_path, cluster):
-    start = time.perf_counter()
-    local = generate_space(TEST_DATASET, workflow(tmp_path / "local", shard_size=3), progress=False,
-                           log=quiet)
-    local_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    on_ray = generate_space(TEST_DATASET, ray_workflow(tmp_path / "ray", cluster, shard_size=3),
-                            progress=False, log=quiet)
-    ray_seconds = time.perf_counter() - start
-    assert on_ray.shards == 3 and on_ray.decoded == 9
-    assert wavs(on_ray.space_dir) == wavs(local.space_dir)
-    assert json.loads((on_ray.space_dir / "manifest.json").read_text())["status"] == "complete"
-    print(f"\ntest space, 3 shards: local {local_seconds:.1f} s, ray {ray_seconds:.1f} s")
 
 
 def test_a_killed_worker_is_retried_and_redoes_only_unfinished_cells(tmp_path, cluster):
@@ -113,3 +102,61 @@ def test_several_spaces_in_one_run(tmp_path, cluster):
                               progress=False, log=quiet)
     assert [r.space_dir.name for r in results] == ["space-a", "space-b"]
     assert [len(wavs(r.space_dir)) for r in results] == [9, 4]
+
+
+def test_a_failing_task_is_not_retried_and_stops_the_others(tmp_path, cluster):
+    """One shard raises inside its task (its spec names another model's identity); the run ends
+    at once with that error, and the other shard, long and in progress, is cancelled. The test
+    holds the Ray connection (as a program using the backend would), so that the end of the
+    driver's job does not cancel the tasks in the backend's place."""
+    import numpy as np
+    import ray
+
+    from pipeline import SoundspaceError
+    from pipeline.backends.ray import RayBackend
+    from pipeline.config import load_workflow
+    from pipeline.nsynth import NSynth
+    from pipeline.shards import ShardSpec
+
+    from .conftest import DEMO_MODEL
+
+    model = NSynth.load(DEMO_MODEL)
+    embeddings = np.repeat(model.encode(np.zeros((1, 32000), np.float32)), 6, axis=0)
+    points = [{"seed": [0, i], "cells": [f"x0{i}_y00"], "key": f"k{i}"} for i in range(6)]
+
+    def spec(index, identity):
+        return ShardSpec(space="s", index=index, count=2, device="cpu", math="auto",
+                         model={"path": str(DEMO_MODEL), "identity": identity,
+                                "hop": model.config.hop, "role": "test"},
+                         decode_batch=1, samples=32000, postprocess={"chain": "none"}, points=points,
+                         embeddings=embeddings)
+
+    flow, _ = load_workflow(ray_workflow(tmp_path, cluster))
+    space = tmp_path / "space"
+    (space / ".soundspace").mkdir(parents=True)
+    started = time.monotonic()
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        with pytest.raises(SoundspaceError, match="failed on a Ray worker: the model at .* the "
+                                                  "shard was planned for 000000000000"):
+            list(RayBackend(flow).run([(spec(0, model.identity), space),
+                                       (spec(1, "0" * 64), space)], quiet))
+        assert time.monotonic() - started < 60  # not after the long shard
+        time.sleep(5)  # the long shard, if it started at all, ran in a worker that is now gone
+        for pid_file in (tmp_path / "scratch").glob("s-1of2-*/worker.pid"):
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), 0)
+    finally:
+        ray.shutdown()
+    assert not list(space.glob("*.wav"))
+
+
+def test_device_auto_asks_for_the_clusters_gpu(tmp_path, cluster):
+    """The node declares a GPU, so `auto` becomes `cuda` and each task asks Ray for it; this
+    machine has no CUDA, so the task that Ray scheduled on the GPU says so."""
+    from pipeline import SoundspaceError
+
+    flow = ray_workflow(tmp_path, cluster, device="auto")
+    with pytest.raises(SoundspaceError, match="failed on a Ray worker: device 'cuda' asked for, but "
+                                              "this torch has no usable CUDA GPU"):
+        generate_space(dataset(tmp_path / "d", length=0.1), flow, progress=False, log=quiet)

@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from .. import SoundspaceError, output
 from ..files import inside
-from ..shards import SHARD_MANIFEST, ShardSpec, merge_finished, pending
+from ..shards import SHARD_MANIFEST, ShardSpec, pending
 
 OFFICIAL_API, OFFICIAL_LOGS = "https://api.paperspace.io", "https://logs.paperspace.io"
 RETRIED = {"failed", "error", "preempted"}
@@ -291,7 +291,7 @@ class PaperspaceBackend:
                     continue  # something else the job wrote: not part of the space
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.client.download(item["url"]))
-            merged, missing = merge_finished(incoming, spec, space_dir)
+            merged, missing = output.merge_finished(incoming, spec, space_dir)
             try:
                 seconds = json.loads((incoming / SHARD_MANIFEST).read_text()).get("seconds", {})
             except (OSError, ValueError, AttributeError):

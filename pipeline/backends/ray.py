@@ -1,13 +1,23 @@
 """The Ray backend: every shard is a Ray task running the one shard runner, on a cluster users
-already run (any cloud, Kubernetes) or on a local one.
+already run (any cloud, Kubernetes, several machines) or on a local one.
 
-Each task renders its shard into a scratch folder on its node, keyed by the shard's cells, and
-returns the finished WAVs and records to the driver, which checks each cell and merges it into
-the space exactly as other backends' results are merged. When a worker dies mid-shard, Ray runs
-the task again (`ray.retries` times); on the same node the retry finds the cells the first
-attempt finished in the scratch folder and makes only the rest. A shard that still fails ends
-the run with its error; cells merged before stay for a rerun. Tasks ask for one GPU when the
-device is `cuda`. Ray is an optional extra: `scripts/install ray` (pip install '.[ray]').
+Nothing but the Ray connection is shared with the workers. The model folder travels through
+Ray's object store, put once per run; a node unpacks it once into its scratch folder under the
+model's identity (`<scratch>/models/<identity>`) and the shard runner checks that identity
+before it decodes. Each task renders its shard into a scratch folder on its node, keyed by the
+shard's cells, and returns the finished WAVs and records (each record names the node that made
+it, `made_on`); the driver checks each cell and merges it into the space exactly as the other
+backends' results are merged (`output.merge_finished`), and the task's scratch folder is removed
+by the task once its files are in the reply.
+
+`device: auto` becomes `cuda` when the cluster has GPUs, and then every task asks Ray for one
+(Ray gives each task its own); `cuda` on a cluster without GPUs is refused before any task
+starts. A task whose worker or node dies is rerun by Ray up to `ray.retries` times, on any node;
+on the same node the rerun finds the cells the first attempt finished and makes only the rest.
+An exception inside a task is not retried (it would fail the same way). Either failure cancels
+every other task of the run and ends it with one line; the cells merged before stay for a rerun
+(a failed task's scratch folder stays too: a rerun on that node resumes from it).
+Ray is an optional extra: `scripts/install ray` (pip install '.[ray]').
 """
 from __future__ import annotations
 
@@ -15,35 +25,67 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from .. import SoundspaceError, output
 from ..files import inside
-from ..shards import ShardSpec, merge_finished, render_shard
-
-# Keep every Ray connection on loopback on machines where that matters: Ray otherwise looks up
-# the machine's network address even for a local cluster (see docs). Harmless on a real cluster.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+from ..nsynth.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ..shards import ShardSpec, render_shard
 
 
-def _scratch(spec: ShardSpec, root: str) -> Path:
+def _scratch_root(configured: str | None) -> Path:
+    return Path(configured or Path(tempfile.gettempdir()) / "soundspace-ray")
+
+
+def _scratch(spec: ShardSpec, root: Path) -> Path:
     keys = hashlib.sha256("".join(p["key"] for p in spec.points).encode()).hexdigest()[:16]
-    return Path(root) / f"{spec.space}-{spec.index + 1}of{spec.count}-{keys}"
+    return root / f"{spec.space}-{spec.index + 1}of{spec.count}-{keys}"
 
 
-def render_on_worker(spec: ShardSpec, scratch_root: str) -> dict:
-    """The Ray task: render into this node's scratch folder, return the files and the result."""
-    scratch = _scratch(spec, scratch_root)
+def _model_on_node(root: Path, identity: str, model_ref: list) -> Path:
+    """This node's copy of the run's model: fetched from the object store only when the node has
+    none yet, written under a temporary name and renamed, so workers racing here agree."""
+    folder = root / "models" / identity
+    if not (folder / CONFIG_FILE).is_file():
+        import ray
+
+        files = ray.get(model_ref[0])
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{identity[:16]}-", dir=folder.parent))
+        for name, data in files.items():
+            inside(tmp, name, "model file").write_bytes(data)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another worker of this node renamed its copy first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list) -> dict:
+    """The Ray task: render into this node's scratch folder, return the files and the result.
+    `model_ref` is a list so that Ray does not fetch the model for a node that has it."""
+    import ray
+
+    root = _scratch_root(scratch_root)
+    spec.model = {**spec.model, "path": str(_model_on_node(root, spec.model["identity"], model_ref))}
+    scratch = _scratch(spec, root)
     scratch.mkdir(parents=True, exist_ok=True)
     output.atomic_write(scratch / "worker.pid", str(os.getpid()).encode())
-    result = render_shard(spec, scratch)
+    node = ray.util.get_node_ip_address()
+    result = render_shard(spec, scratch, made_on=f"ray node {node}")
     files = {}
     for point in spec.points:
         for name in point["cells"]:
             files[f"{name}.wav"] = (scratch / f"{name}.wav").read_bytes()
             files[f"{output.RECORDS.as_posix()}/{name}.json"] = \
                 (scratch / output.RECORDS / f"{name}.json").read_bytes()
-    return {"result": result, "files": files, "scratch": str(scratch)}
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"result": result, "files": files, "node": node}
+
+
+def _model_files(folder) -> dict[str, bytes]:
+    return {name: (Path(folder) / name).read_bytes() for name in (CONFIG_FILE, WEIGHTS_FILE)}
 
 
 class RayBackend:
@@ -51,54 +93,85 @@ class RayBackend:
         self.settings, self.device = workflow.ray, workflow.device
 
     def _connect(self):
-        for name, value in LOOPBACK.items():  # read by Ray when it is imported
-            os.environ.setdefault(name, value)
+        """Ray, joined to the configured cluster; True as second value when this call joined."""
         try:
             import ray
         except ImportError:
             raise SoundspaceError("backend ray needs Ray: scripts/install ray (or pip install "
                                   "'soundspace[ray]')") from None
-        if not ray.is_initialized():
-            address = os.environ.get("SOUNDSPACE_RAY_ADDRESS") or self.settings.address
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": LOOPBACK})
-                else:  # a local cluster for this run
-                    ray.init(include_dashboard=False, log_to_driver=False,
-                             _node_ip_address="127.0.0.1", runtime_env={"env_vars": LOOPBACK})
-            except (ConnectionError, RuntimeError, ValueError) as error:
-                raise SoundspaceError(f"cannot join the Ray cluster at {address or 'a new local one'} "
-                                      f"({error}); check ray.address ('auto', 'HOST:PORT', "
-                                      "'ray://HOST:10001' or null for a local cluster)") from None
-        return ray
+        if ray.is_initialized():
+            return ray, False
+        address = os.environ.get("SOUNDSPACE_RAY_ADDRESS") or self.settings.address
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:  # a local cluster for this run
+                ray.init(include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise SoundspaceError(f"cannot join the Ray cluster at {address or 'a new local one'} "
+                                  f"({error}); check ray.address ('auto', 'HOST:PORT', "
+                                  "'ray://HOST:10001' or null for a local cluster)") from None
+        return ray, True
+
+    def _device(self, ray) -> tuple[str, int]:
+        """The device every task uses and the GPUs it asks Ray for."""
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if self.device.startswith("cuda"):
+            if not gpus:
+                raise SoundspaceError(f"device {self.device} asked for, but the Ray cluster has no "
+                                      "GPU; use device cpu or auto, or add GPU nodes")
+            return "cuda", 1  # the GPU Ray assigns to the task is its cuda:0
+        if self.device == "auto" and gpus:
+            return "cuda", 1
+        return "cpu", 0
 
     def run(self, tasks, progress):
-        ray = self._connect()
+        ray, joined = self._connect()
+        try:
+            yield from self._run(ray, tasks, progress)
+        finally:
+            if joined:
+                ray.shutdown()
+
+    def _run(self, ray, tasks, progress):
+        device, gpus = self._device(ray)
+        models = {}  # identity -> [object ref of the model's files], put once per run
+        for spec, _ in tasks:
+            if spec.model["identity"] not in models:
+                models[spec.model["identity"]] = [ray.put(_model_files(spec.model["path"]))]
         remote = ray.remote(render_on_worker).options(
-            max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1,
-            num_gpus=1 if self.device.startswith("cuda") else 0)
-        scratch_root = self.settings.scratch or str(Path(tempfile.gettempdir()) / "soundspace-ray")
-        refs = {remote.remote(spec, scratch_root): i for i, (spec, _) in enumerate(tasks)}
+            max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1, num_gpus=gpus)
+        refs = {remote.remote(replace(spec, device=device), self.settings.scratch,
+                              models[spec.model["identity"]]): i
+                for i, (spec, _) in enumerate(tasks)}
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
                 for ref in done:
                     i = refs.pop(ref)
                     spec, space_dir = tasks[i]
-                    try:
-                        reply = ray.get(ref)
-                    except ray.exceptions.RayError as error:
-                        raise SoundspaceError(
-                            f"shard {spec.index + 1}/{spec.count} of {spec.space} failed after "
-                            f"{self.settings.retries} retries: {str(error).splitlines()[0]}. "
-                            "Finished cells are kept: run the same command again") from None
+                    reply = self._reply(ray, ref, spec)
                     merged = self._merge(reply, spec, Path(space_dir))
                     progress(merged * spec.decoded_samples)
                     yield i, reply["result"]
-        except KeyboardInterrupt:
+        except BaseException:  # a failed shard, Ctrl-C, an error of the caller: stop them all
             for ref in refs:
                 ray.cancel(ref, force=True)
             raise
+
+    def _reply(self, ray, ref, spec: ShardSpec) -> dict:
+        shard = f"shard {spec.index + 1}/{spec.count} of {spec.space}"
+        keep = "Finished cells are kept: run the same command again"
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as error:  # raised inside the task: never retried
+            cause = getattr(error, "cause", None) or str(error).splitlines()[0]
+            raise SoundspaceError(f"{shard} failed on a Ray worker: {cause}. {keep}") from None
+        except ray.exceptions.RayError as error:  # its worker or node was lost every time
+            raise SoundspaceError(
+                f"{shard}: its Ray worker or node was lost, and Ray's reruns (ray.retries = "
+                f"{self.settings.retries}) did not complete it: {str(error).splitlines()[0]}. "
+                f"{keep}") from None
 
     @staticmethod
     def _merge(reply: dict, spec: ShardSpec, space_dir: Path) -> int:
@@ -108,11 +181,11 @@ class RayBackend:
                 target = inside(incoming, name, "file name from a Ray worker")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            merged, missing = merge_finished(incoming, spec, space_dir)
+            merged, missing = output.merge_finished(incoming, spec, space_dir)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         if missing:
-            raise SoundspaceError(f"shard {spec.index + 1}/{spec.count} of {spec.space}: the worker's "
-                                  f"cells failed the check: {', '.join(missing[:5])}")
-        shutil.rmtree(reply["scratch"], ignore_errors=True)  # same machine as the driver, or not there
+            raise SoundspaceError(f"shard {spec.index + 1}/{spec.count} of {spec.space}: the cells "
+                                  f"from Ray node {reply.get('node')} failed the check: "
+                                  f"{', '.join(missing[:5])}")
         return merged
