@@ -84,7 +84,7 @@ def cmd_render_shard(args) -> None:
 def cmd_paperspace_standin(args) -> None:
     import tempfile
 
-    from .backends.standin import Faults, StandIn
+    from .paperspace.standin import Faults, StandIn
 
     storage = Path(args.storage)
     if not storage.is_dir():

@@ -131,7 +131,9 @@ class PaperspaceConfig(_Strict):
     storage_models: Models  # each job's model: a folder or zip under /storage
     retries: int = Field(2, ge=0, le=20)  # resubmissions of a Failed, Error or Preempted job
     poll_seconds: float = Field(5.0, gt=0, le=300)
-    backoff_seconds: float = Field(1.0, gt=0, le=60)  # first wait after a 429/5xx, then doubled
+    backoff_seconds: float = Field(1.0, gt=0, le=60)  # waits after a 429/5xx grow from this
+    max_wait_seconds: float = Field(60.0, gt=0, le=3600)  # longest wait, Retry-After included
+    job_timeout_minutes: float = Field(1440.0, gt=0)  # a job still running then is stopped
     preemptible: bool = False
 
 

@@ -4,13 +4,15 @@ faults are absorbed or reported, artifacts are checked, and the key never leaks.
 import json
 import shutil
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from pipeline import SoundspaceError
-from pipeline.backends import paperspace
-from pipeline.backends.standin import Faults, StandIn
+from pipeline.paperspace import client as jobs_api
+from pipeline.paperspace.standin import Faults, StandIn
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
 from pipeline.run import generate_space
@@ -135,18 +137,18 @@ def test_no_key_no_run(tmp_path, standin, monkeypatch, capsys):
 
 
 def test_server_messages_and_the_retired_endpoint(standin, monkeypatch):
-    client = paperspace.JobsClient(standin.url, None, KEY, backoff=0.01)
+    client = jobs_api.JobsClient(standin.url, None, KEY, backoff=0.01)
     with pytest.raises(SoundspaceError, match="answered 404: Job not found: nope"):
         client.get_job("nope")
-    wrong = paperspace.JobsClient(standin.url, None, "", backoff=0.01)
+    wrong = jobs_api.JobsClient(standin.url, None, "", backoff=0.01)
     with pytest.raises(SoundspaceError, match="answered 400: Invalid API token"):
         wrong.get_job("nope")
     with pytest.raises(SoundspaceError, match="answered 422: give project or projectId, not both"):
         client.create_job({"container": "c", "machineType": "m", "command": "true",
                            "project": "a", "projectId": "b"}, b"", "shard.zip")
     # The retired official host answers 404: pretend the stand-in is it.
-    monkeypatch.setattr(paperspace, "OFFICIAL_API", standin.url)
-    retired = paperspace.JobsClient(standin.url, None, KEY, backoff=0.01)
+    monkeypatch.setattr(jobs_api, "OFFICIAL_API", standin.url)
+    retired = jobs_api.JobsClient(standin.url, None, KEY, backoff=0.01)
     with pytest.raises(SoundspaceError, match="retired its Jobs API on 15 July 2024"):
         retired.get_job("nope")
 
@@ -192,7 +194,6 @@ def test_ctrl_c_stops_the_running_jobs(tmp_path, standin):
     import signal
     import subprocess
     import sys
-    import time
 
     standin.faults.slow_seconds = 60  # jobs stay Pending until stopped
     flow = paperspace_workflow(tmp_path, standin, shard_size=3, parallel_shards=2)
@@ -214,3 +215,88 @@ def test_ctrl_c_stops_the_running_jobs(tmp_path, standin):
     assert stops == {f"/jobs/{job_id}/stop" for job_id in standin.jobs}
     assert {job.state for job in standin.jobs.values()} == {"Cancelled"}
     assert len(standin.jobs) == 2  # the third shard was never submitted
+
+
+def test_a_lost_create_answer_does_not_start_a_second_job(tmp_path, standin):
+    """The server creates the job and its answer is lost (502): the client finds the job by its
+    name instead of posting createJob again (which would start a second, billed job)."""
+    standin.faults.lost_create = 1
+    result = generate_space(TEST_DATASET, paperspace_workflow(tmp_path, standin), progress=False,
+                            log=quiet)
+    assert len(wavs(result.space_dir)) == 9
+    creates = [r for r in standin.requests if r["path"] == "/jobs/createJob"]
+    assert len(creates) == 1 and len(standin.jobs) == 1
+    assert any(r["path"] == "/jobs/getJobs" and r["query"].get("name") for r in standin.requests)
+
+
+def test_a_job_that_never_ends_is_stopped_at_its_deadline(tmp_path, standin, capsys):
+    standin.faults.slow_seconds = 120  # Pending until stopped
+    flow = paperspace_workflow(tmp_path, standin, paperspace={"job_timeout_minutes": 0.02})
+    started = time.monotonic()
+    with pytest.raises(SoundspaceError, match=r"ended Cancelled .*not ended within 0\.02 minutes"):
+        generate_space(TEST_DATASET, flow, progress=False, log=quiet)
+    assert time.monotonic() - started < 30
+    assert [job.state for job in standin.jobs.values()] == ["Cancelled"]
+
+
+def test_a_failed_stop_is_reported_and_following_still_ends(tmp_path, standin, capsys):
+    standin.faults.slow_seconds = 120
+    standin.faults.stop_fails = 100
+    flow = paperspace_workflow(tmp_path, standin, paperspace={"job_timeout_minutes": 0.02})
+    with pytest.raises(SoundspaceError, match="did not end within 0.02 minutes .* nor after it "
+                                              "was stopped"):
+        generate_space(TEST_DATASET, flow, progress=False)
+    assert "could not stop job js000001: POST /jobs/js000001/stop: the server answered 500" \
+        in capsys.readouterr().err
+
+
+class _Server(ThreadingHTTPServer):
+    """A loopback HTTP server answering every request with `answer(handler)`, recording the
+    headers it was sent."""
+
+    def __init__(self, answer):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                seen.append(dict(self.headers))
+                answer(self)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_port}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _reply(handler, status, body=b"{}", **headers):
+    handler.send_response(status)
+    for name, value in {"Content-Length": str(len(body)), **headers}.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_retry_after_is_capped():
+    """A server that asks for an hour's wait (Retry-After: 3600) delays the call by max_wait."""
+    answers = iter([429, 200])
+    server = _Server(lambda h: _reply(h, next(answers), Retry_After="3600"))
+    done = []
+    call = threading.Thread(daemon=True, target=lambda: done.append(
+        jobs_api.JobsClient(server.url, None, KEY, backoff=0.01, max_wait=0.5).get_job("js1")))
+    started = time.monotonic()
+    call.start()
+    call.join(20)
+    server.shutdown()
+    assert done == [{}] and time.monotonic() - started < 20 and len(server.seen) == 2
+
+
+def test_the_key_does_not_follow_a_redirect():
+    elsewhere = _Server(lambda h: _reply(h, 200))
+    api = _Server(lambda h: _reply(h, 302, Location=f"{elsewhere.url}/jobs/getJob"))
+    with pytest.raises(SoundspaceError, match="answered 302 redirecting to http://127.0.0.1:.*; "
+                                              "refusing to send the API key there"):
+        jobs_api.JobsClient(api.url, None, KEY, backoff=0.01).get_job("js1")
+    assert api.seen[0]["x-api-key"] == KEY and not elsewhere.seen
+    api.shutdown(), elsewhere.shutdown()

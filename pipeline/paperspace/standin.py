@@ -6,7 +6,8 @@ getJob, getJobs, logs with `line`/`limit` and a final PSEOF row, stop, destroy, 
 links, machine types) and runs each job's command in the job's container when Docker has that
 image, else as a local process, with `/paperspace` (the unpacked workspace, the working
 directory), `/artifacts` and `/storage` mapped to folders. Faults can be injected: answers 429 or
-500, jobs that fail, are preempted or start slowly, an artifact named `../x`. Every request is
+500, jobs that fail, are preempted or start slowly, an artifact named `../x`, a hostile job id,
+a createJob whose answer is lost after the job was created, stops that fail. Every request is
 logged (method, path, query, multipart upload, whether a key was sent: never the key itself).
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Faults:
     slow_seconds: float = 0.0  # every job waits this long in Pending
     bad_artifact: bool = False  # artifact lists also name a file "../x"
     bad_job_id: bool = False  # createJob answers the job id "../.." (a hostile server)
+    lost_create: int = 0  # the next N createJob requests create the job, then answer 502
+    stop_fails: int = 0  # the next N stop requests answer 500 and stop nothing
 
 
 @dataclass
@@ -302,6 +305,10 @@ class StandIn:
                 if path == "/jobs/artifactsList":
                     return self._send(200, standin.artifacts(job, standin.url))
                 if path == f"/jobs/{job.id}/stop" and self.command == "POST":
+                    with standin.lock:
+                        if standin.faults.stop_fails > 0:
+                            standin.faults.stop_fails -= 1
+                            return self._error(500, "Internal server error")
                     job.stop_requested = True
                     if job.process and job.process.poll() is None:
                         job.process.kill()
@@ -330,6 +337,10 @@ class StandIn:
                     job = standin.create(query, workspace)
                 except (ValueError, zipfile.BadZipFile) as error:
                     return self._error(422, f"bad workspace {filename}: {error}")
+                with standin.lock:
+                    if standin.faults.lost_create > 0:  # created, but the answer is lost
+                        standin.faults.lost_create -= 1
+                        return self._error(502, "Bad gateway")
                 return self._send(200, {**job.view(), **({"id": "../.."} if standin.faults.bad_job_id
                                                          else {})})
 

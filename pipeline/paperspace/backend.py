@@ -8,10 +8,11 @@ Per shard: zip a workspace (the shard spec of the points still missing), create 
 string parameters, the zip as multipart `file`, key in `x-api-key`), poll it with backoff, copy
 its log into ours, then list, download, verify (every expected cell, the WAV's sha256, readable
 audio of the right length) and merge its artifacts into the space. A job that ends Failed, Error
-or Preempted is resubmitted up to `retries` times for the cells it did not finish; 429 and 5xx
-answers and dropped connections are retried with backoff; any other answer fails at once with
-the server's message. The key comes only from PAPERSPACE_API_KEY and is scrubbed from every
-message; artifact links are fetched without it (they are pre-signed and may live elsewhere).
+or Preempted is resubmitted up to `retries` times for the cells it did not finish; a job that
+has not ended after `job_timeout_minutes` is stopped and fails its shard. The key comes only
+from PAPERSPACE_API_KEY; what the client retries and how is in `client.py`. Every job is
+named uniquely (space, shard, attempt, a random tag), which is how a job whose createJob answer
+was lost is found again.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -27,109 +29,16 @@ import time
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from urllib.parse import urlparse
 
 from .. import SoundspaceError, output
 from ..files import inside
 from ..shards import SHARD_MANIFEST, ShardSpec, pending
+from .client import JobsClient
 
-OFFICIAL_API, OFFICIAL_LOGS = "https://api.paperspace.io", "https://logs.paperspace.io"
 RETRIED = {"failed", "error", "preempted"}
 TERMINAL = RETRIED | {"stopped", "cancelled"}
-RETIRED = ("Paperspace retired its Jobs API on 15 July 2024 ({url} answered 404 Not Found). "
-           "soundspace speaks that contract only to servers that still do: run `soundspace "
-           "paperspace-standin` (or a compatible service) and point paperspace.api_url or "
-           "SOUNDSPACE_PAPERSPACE_URL at it, or decode with backend local on a GPU machine")
 CELL_FILE = re.compile(r"^x\d+_y\d+\.wav$")
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a job id becomes part of URLs and log lines
-
-
-class JobsClient:
-    """The Jobs API calls a pipeline needs, with retries for 429, 5xx and broken connections."""
-
-    def __init__(self, api_url: str, logs_url: str | None, key: str, attempts: int = 6,
-                 backoff: float = 1.0, sleep=time.sleep):
-        import requests
-
-        self.api_url = api_url.rstrip("/")
-        official = self.api_url == OFFICIAL_API
-        self.logs_url = (logs_url or (OFFICIAL_LOGS if official else self.api_url)).rstrip("/")
-        self.key, self.attempts, self.backoff, self.sleep = key, attempts, backoff, sleep
-        self.session = requests.Session()
-        self.session.headers["x-api-key"] = key
-        self.plain = requests.Session()  # artifact links: never sent the key
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self.key, "***") if self.key else text
-
-    def _message(self, response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text.strip()[:300] or response.reason
-        if isinstance(body, dict):
-            error = body.get("error")
-            if isinstance(error, dict):
-                return str(error.get("message") or error.get("name") or error)
-            if error:
-                return str(error)
-            return str(body.get("message") or body)
-        return str(body)[:300]
-
-    def call(self, method: str, url: str, session=None, **kwargs):
-        import requests
-
-        session = session or self.session
-        for attempt in range(self.attempts):
-            last = attempt == self.attempts - 1
-            try:
-                response = session.request(method, url, timeout=120, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                if last:
-                    raise SoundspaceError(self.scrub(f"cannot reach {urlparse(url).netloc} "
-                                                     f"({type(error).__name__}) after {self.attempts} "
-                                                     "tries")) from None
-                self.sleep(min(30.0, self.backoff * 2 ** attempt))
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                if last:
-                    raise SoundspaceError(self.scrub(
-                        f"{method} {urlparse(url).path}: the server answered {response.status_code} "
-                        f"{self._message(response)} {self.attempts} times; try again later"))
-                retry_after = response.headers.get("Retry-After", "")
-                self.sleep(float(retry_after) if retry_after.isdigit()
-                           else min(30.0, self.backoff * 2 ** attempt))
-                continue
-            if response.status_code == 404 and url.startswith((OFFICIAL_API, OFFICIAL_LOGS)):
-                raise SoundspaceError(RETIRED.format(url=urlparse(url).netloc))
-            if response.status_code >= 400:
-                raise SoundspaceError(self.scrub(f"{method} {urlparse(url).path}: the server answered "
-                                                 f"{response.status_code}: {self._message(response)}"))
-            return response
-        raise AssertionError("unreachable")
-
-    def create_job(self, params: dict, workspace: bytes, workspace_name: str) -> dict:
-        return self.call("POST", f"{self.api_url}/jobs/createJob",
-                         params={**params, "workspaceFileName": workspace_name},
-                         files={"file": (workspace_name, workspace, "application/zip")}).json()
-
-    def get_job(self, job_id: str) -> dict:
-        return self.call("GET", f"{self.api_url}/jobs/getJob", params={"jobId": job_id}).json()
-
-    def logs(self, job_id: str, line: int) -> list:
-        response = self.call("GET", f"{self.logs_url}/jobs/logs",
-                             params={"jobId": job_id, "line": line, "limit": 1000})
-        return [] if response.status_code == 204 or not response.content else response.json()
-
-    def stop(self, job_id: str) -> None:
-        self.call("POST", f"{self.api_url}/jobs/{job_id}/stop")
-
-    def artifacts(self, job_id: str) -> list:
-        return self.call("GET", f"{self.api_url}/jobs/artifactsList",
-                         params={"jobId": job_id, "links": "true"}).json()
-
-    def download(self, url: str) -> bytes:
-        return self.call("GET", url, session=self.plain).content
 
 
 class PaperspaceBackend:
@@ -149,7 +58,8 @@ class PaperspaceBackend:
         if not key:
             raise SoundspaceError("PAPERSPACE_API_KEY is not set: export your Paperspace API key "
                                   "(it is read from the environment only, never from a file)")
-        return JobsClient(self.api_url, self.logs_url, key, backoff=self.settings.backoff_seconds)
+        return JobsClient(self.api_url, self.logs_url, key, backoff=self.settings.backoff_seconds,
+                          max_wait=self.settings.max_wait_seconds)
 
     def run(self, tasks, progress):
         self.client = self.client or self._connect()
@@ -183,11 +93,17 @@ class PaperspaceBackend:
 
     def _stop_all(self) -> None:
         for job_id in list(self.active):
-            try:
-                self.client.stop(job_id)
-                self.log(f"stopped job {job_id}")
-            except SoundspaceError as error:
-                self.log(f"could not stop job {job_id}: {error}")
+            self._stop(job_id)
+
+    def _stop(self, job_id: str) -> bool:
+        try:
+            self.client.stop(job_id)
+        except SoundspaceError as error:
+            self.log(f"could not stop job {job_id}: {error}; stop it in the Paperspace console, "
+                     "it may still be running (and billed)")
+            return False
+        self.log(f"stopped job {job_id}")
+        return True
 
     def _workspace(self, spec: ShardSpec) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +125,8 @@ class PaperspaceBackend:
             if not todo.points:
                 return {"seconds": spent, "decoded": decoded}
             job = self.client.create_job({
-                "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}",
+                "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}-{attempts + 1}-"
+                        f"{secrets.token_hex(4)}",
                 "container": self.settings.container,
                 "machineType": self.settings.machine_type,
                 "projectId": self.settings.project_id,
@@ -250,16 +167,21 @@ class PaperspaceBackend:
                 "command again to make the rest"))
 
     def _follow(self, job_id: str, label: str) -> tuple[dict, list]:
-        """Poll the job (with backoff while it waits) and copy its log into ours until it ends."""
+        """Poll the job (with backoff while it waits) and copy its log into ours until it ends,
+        or stop it once `job_timeout_minutes` have passed."""
         line, tail, interval, stop_sent = 0, [], self.settings.poll_seconds, False
         ended = False  # the log's end marker, once seen, stays seen (it comes only once)
+        deadline = time.monotonic() + 60 * self.settings.job_timeout_minutes
         while True:
-            if self.interrupted.is_set() and not stop_sent:  # created just as Ctrl-C came
-                stop_sent = True
-                try:
-                    self.client.stop(job_id)
-                except SoundspaceError:
-                    pass
+            late = time.monotonic() > deadline
+            if (self.interrupted.is_set() or late) and not stop_sent:
+                stop_sent = True  # Ctrl-C as the job was created, or the job took too long
+                self._stop(job_id)
+            if late and time.monotonic() > deadline + 60 * self.settings.job_timeout_minutes:
+                # stopped (or asked to) as long ago as it was given, and it still runs
+                raise SoundspaceError(f"{label}: job {job_id} did not end within "
+                                      f"{self.settings.job_timeout_minutes:g} minutes "
+                                      "(paperspace.job_timeout_minutes), nor after it was stopped")
             job = self.client.get_job(job_id)
             state = str(job.get("state", "")).lower()
             for row in self.client.logs(job_id, line):
@@ -271,6 +193,10 @@ class PaperspaceBackend:
                 tail.append(message)
                 self.log(self.client.scrub(f"[{label} {job_id}] {message}"))
             if state in TERMINAL and (ended or state != "stopped" or stop_sent):
+                if late and not self.interrupted.is_set():
+                    tail.append(f"(stopped by soundspace: not ended within "
+                                f"{self.settings.job_timeout_minutes:g} minutes, "
+                                "paperspace.job_timeout_minutes)")
                 return job, tail[-20:]
             time.sleep(interval)
             interval = min(interval * 1.5, 6 * self.settings.poll_seconds) if state == "pending" \
