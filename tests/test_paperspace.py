@@ -300,3 +300,31 @@ def test_the_key_does_not_follow_a_redirect():
         jobs_api.JobsClient(api.url, None, KEY, backoff=0.01).get_job("js1")
     assert api.seen[0]["x-api-key"] == KEY and not elsewhere.seen
     api.shutdown(), elsewhere.shutdown()
+
+
+def test_following_ends_when_the_log_end_came_before_the_final_state(tmp_path):
+    """A job that ends between `getJob` (still Running) and `logs` (whose last row is PSEOF):
+    the next polls see Stopped and no new log rows; following must end, not poll forever."""
+    from pipeline.config import load_workflow
+    from pipeline.paperspace.backend import PaperspaceBackend
+
+    states = iter(["Running"])
+    rows = iter([[{"line": 1, "message": "done"}, {"line": 2, "message": "PSEOF"}]])
+
+    def answer(handler):
+        if handler.path.startswith("/jobs/getJob"):
+            return _reply(handler, 200, json.dumps({"id": "js1", "state": next(states, "Stopped"),
+                                                    "exitCode": 0}).encode())
+        batch = next(rows, None)
+        return _reply(handler, 200, json.dumps(batch).encode()) if batch else _reply(handler, 204, b"")
+
+    server = _Server(answer)
+    backend = PaperspaceBackend(load_workflow(paperspace_workflow(tmp_path, server))[0], log=quiet)
+    backend.client = jobs_api.JobsClient(server.url, None, KEY, backoff=0.01)
+    followed = []
+    follow = threading.Thread(daemon=True, target=lambda: followed.append(
+        backend._follow("js1", "shard 1/1")))
+    follow.start()
+    follow.join(20)
+    server.shutdown()
+    assert followed and followed[0][0]["state"] == "Stopped" and followed[0][1] == ["done"]
