@@ -96,12 +96,14 @@ def cmd_paperspace_standin(args) -> None:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="standin-"))
     try:
         server = StandIn(storage, workdir, port=args.port, docker=args.docker, faults=faults,
-                         key=os.environ.get("PAPERSPACE_API_KEY") if args.check_key else None,
+                         key=os.environ.get("PAPERSPACE_API_KEY") or None,
                          request_log=args.request_log)
     except OSError as error:
         raise SoundspaceError(f"cannot listen on 127.0.0.1:{args.port} ({error})") from None
+    key = ("the one in PAPERSPACE_API_KEY" if os.environ.get("PAPERSPACE_API_KEY")
+           else f"{server.key} (export PAPERSPACE_API_KEY={server.key} for the client)")
     print(f"Paperspace Jobs API stand-in on {server.url} (storage {storage}, jobs in {workdir}); "
-          "Ctrl-C stops it", flush=True)
+          f"API key: {key}; Ctrl-C stops it", flush=True)
     try:
         server.httpd.serve_forever()
     finally:
@@ -302,8 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run jobs in their container (auto: when Docker has the image)")
     p.add_argument("--faults", help='JSON, e.g. {"preempt": 1, "fail": 0, "http_429": 2, '
                                     '"http_500": 0, "slow_seconds": 0, "bad_artifact": false}')
-    p.add_argument("--check-key", action="store_true",
-                   help="accept only PAPERSPACE_API_KEY's value (default: any non-empty key)")
     p.add_argument("--request-log", help="append every request (never the key) to this file as JSON lines")
     p.set_defaults(func=cmd_paperspace_standin)
 

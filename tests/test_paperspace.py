@@ -2,10 +2,14 @@
 each job's `soundspace render-shard` as a local process): the space equals the local backend's,
 faults are absorbed or reported, artifacts are checked, and the key never leaks."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +34,7 @@ KEY = "ps-test-key-0123456789abcdef"
 def standin(tmp_path, monkeypatch):
     storage = tmp_path / "storage"
     shutil.copytree(DEMO_MODEL, storage / "soundspace" / "demo")
-    server = StandIn(storage, tmp_path / "jobs", docker="never").start()
+    server = StandIn(storage, tmp_path / "jobs", docker="never", key=KEY).start()
     monkeypatch.setenv("PAPERSPACE_API_KEY", KEY)
     monkeypatch.delenv("SOUNDSPACE_PAPERSPACE_URL", raising=False)
     yield server
@@ -144,8 +148,17 @@ def test_server_messages_and_the_retired_endpoint(standin, monkeypatch):
     with pytest.raises(SoundspaceError, match="answered 400: Invalid API token"):
         wrong.get_job("nope")
     with pytest.raises(SoundspaceError, match="answered 422: give project or projectId, not both"):
-        client.create_job({"container": "c", "machineType": "m", "command": "true",
+        client.create_job({"container": "c", "machineType": "m", "command": "soundspace render-shard s",
                            "project": "a", "projectId": "b"}, b"", "shard.zip")
+    # It runs commands: only its own key, and only the shard runner.
+    stranger = jobs_api.JobsClient(standin.url, None, KEY + "x", backoff=0.01)
+    with pytest.raises(SoundspaceError, match="answered 400: Invalid API token"):
+        stranger.get_job("nope")
+    with pytest.raises(SoundspaceError, match="answered 422: this stand-in runs only `soundspace "
+                                              "render-shard ...` commands, not 'rm -rf /'"):
+        client.create_job({"container": "c", "machineType": "m", "command": "rm -rf /",
+                           "projectId": "p", "name": "n"}, b"", "shard.zip")
+    assert not standin.jobs
     # The retired official host answers 404: pretend the stand-in is it.
     monkeypatch.setattr(jobs_api, "OFFICIAL_API", standin.url)
     retired = jobs_api.JobsClient(standin.url, None, KEY, backoff=0.01)
@@ -190,10 +203,7 @@ def test_render_shard_is_idempotent(tmp_path):
 
 
 def test_ctrl_c_stops_the_running_jobs(tmp_path, standin):
-    import os
     import signal
-    import subprocess
-    import sys
 
     standin.faults.slow_seconds = 60  # jobs stay Pending until stopped
     flow = paperspace_workflow(tmp_path, standin, shard_size=3, parallel_shards=2)
@@ -328,3 +338,49 @@ def test_following_ends_when_the_log_end_came_before_the_final_state(tmp_path):
     follow.join(20)
     server.shutdown()
     assert followed and followed[0][0]["state"] == "Stopped" and followed[0][1] == ["done"]
+
+
+def _small_shard(folder: Path, cells: int = 2, samples: int = 1024) -> Path:
+    spec = ShardSpec(space="s", index=0, count=1, model={"path": str(DEMO_MODEL), "identity":
+                     NSynth.load(DEMO_MODEL).identity, "hop": 512},
+                     device="cpu", math="auto", decode_batch=8, samples=samples,
+                     postprocess={"chain": "none"}, points=[
+                         {"seed": [0, i], "cells": [f"x{i:02d}_y00"], "key": cell_key({"i": i})}
+                         for i in range(cells)],
+                     embeddings=np.zeros((cells, -(-samples // 512), 16), np.float32))
+    return spec.save(folder)
+
+
+OFFICIAL_CLIENT = """
+import json, paperspace
+job = paperspace.jobs.create({"name": "official-client", "projectId": "prtest",
+                              "machineType": "C5", "container": "soundspace:cpu",
+                              "command": "soundspace render-shard shard --out /artifacts "
+                                         "--model /storage/soundspace/demo --device cpu",
+                              "workspace": %r})
+listing = paperspace.jobs.artifactsList({"jobId": job["id"], "links": True})
+print("RESULT " + json.dumps({"job": job, "artifacts": listing}))
+"""
+
+
+def test_the_historical_official_client_runs_a_job_on_the_standin(tmp_path, standin):
+    """paperspace==0.1.1, Paperspace's own Python client (it reads `cluster` and `codeCommit`
+    from createJob's answer), creates a job, follows its log to the end, lists its artifacts."""
+    pytest.importorskip("paperspace", reason="the test extra installs paperspace==0.1.1")
+    workspace = tmp_path / "workspace"
+    _small_shard(workspace / "shard")
+    env = {**os.environ, "PAPERSPACE_CONFIG_HOST": standin.url, "PAPERSPACE_CONFIG_LOG_HOST": standin.url,
+           "PAPERSPACE_API_KEY": KEY, "HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", OFFICIAL_CLIENT % str(workspace)], env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    result = json.loads(out.split("RESULT ", 1)[1])
+    assert result["job"]["state"] == "Stopped" and result["job"]["exitCode"] == 0
+    assert "Cluster: standin" in out and "Awaiting logs..." in out
+    assert "shard 1/1: 2 cell(s) finished in" in out  # the job's log, followed to its end
+    assert "Job Stopped, exitCode 0" in out
+    files = {item["file"] for item in result["artifacts"]}
+    assert {"x00_y00.wav", "x01_y00.wav", SHARD_MANIFEST} <= files
+    upload = [r for r in standin.requests if r["path"] == "/jobs/createJob"][0]
+    assert upload["multipart"]["field"] == "file" and upload["query"]["workspaceFileName"] == "workspace.zip"

@@ -5,7 +5,10 @@ It speaks the contract the client uses (createJob with query parameters and a mu
 getJob, getJobs, logs with `line`/`limit` and a final PSEOF row, stop, destroy, artifactsList with
 links, machine types) and runs each job's command in the job's container when Docker has that
 image, else as a local process, with `/paperspace` (the unpacked workspace, the working
-directory), `/artifacts` and `/storage` mapped to folders. Faults can be injected: answers 429 or
+directory), `/artifacts` and `/storage` mapped to folders. Because it runs commands, it
+answers only requests with its key (given, or made at start-up and printed) and runs only
+`soundspace render-shard` commands; a job in Docker runs in a container named after the job,
+which stopping the job kills. Faults can be injected: answers 429 or
 500, jobs that fail, are preempted or start slowly, an artifact named `../x`, a hostile job id,
 a createJob whose answer is lost after the job was created, stops that fail. Every request is
 logged (method, path, query, multipart upload, whether a key was sent: never the key itself).
@@ -18,6 +21,7 @@ import io
 import itertools
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -65,16 +69,35 @@ class Job:
     finished: str | None = None
     logs: list = field(default_factory=list)
     process: subprocess.Popen | None = None
+    container_name: str | None = None  # set when the job runs in a Docker container
     stop_requested: bool = False
 
+    def kill(self) -> None:
+        """End the job's command: its container (killing `docker run` alone would leave the
+        container running), then the process that runs it."""
+        if self.container_name:
+            subprocess.run(["docker", "kill", self.container_name], capture_output=True, timeout=60)
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+
     def view(self) -> dict:
-        return {"id": self.id, "name": self.params.get("name"), "state": self.state,
-                "exitCode": self.exit_code, "jobError": self.error,
-                "machineType": self.params.get("machineType"),
-                "container": self.params.get("container"),
-                "projectId": self.params.get("projectId") or self.params.get("project"),
-                "dtCreated": self.created, "dtStarted": self.started, "dtFinished": self.finished,
-                "workingDirectory": "/paperspace", "artifactsDirectory": "/artifacts"}
+        """Every field of the documented job object (clients read any of them: the official
+        `paperspace` 0.1.1 prints `cluster` and `codeCommit` as soon as a job is created)."""
+        params = self.params
+        return {"id": self.id, "name": params.get("name"), "state": self.state,
+                "workspaceUrl": params.get("workspaceFileName"), "workingDirectory": "/paperspace",
+                "artifactsDirectory": "/artifacts", "entrypoint": params.get("command"),
+                "projectId": params.get("projectId") or params.get("project"),
+                "project": params.get("project") or params.get("projectId"),
+                "container": params.get("container"), "machineType": params.get("machineType"),
+                "cluster": "standin", "usageRate": f"{params.get('machineType')} hourly",
+                "startedByUserId": "ustandin", "parentJobId": None, "jobError": self.error,
+                "dtCreated": self.created, "dtModified": self.finished or self.started or self.created,
+                "dtProvisioningStarted": self.started, "dtProvisioningFinished": self.started,
+                "dtStarted": self.started, "dtFinished": self.finished,
+                "dtTeardownStarted": self.finished, "dtTeardownFinished": self.finished,
+                "dtDeleted": None, "exitCode": self.exit_code, "codeCommit": params.get("codeCommit"),
+                "isPreemptible": params.get("isPreemptible") == "true"}
 
 
 def _now() -> str:
@@ -85,7 +108,10 @@ class StandIn:
     def __init__(self, storage, workdir, port: int = 0, docker: str = "auto",
                  faults: Faults | None = None, key: str | None = None, request_log=None):
         self.storage, self.workdir = Path(storage).resolve(), Path(workdir).resolve()
-        self.docker, self.faults, self.key = docker, faults or Faults(), key
+        # Every API request must carry this key (a fresh one unless given): the server runs
+        # commands, so nobody else on the machine may submit jobs to it.
+        self.docker, self.faults = docker, faults or Faults()
+        self.key = key or secrets.token_urlsafe(24)
         self.request_log_path = Path(request_log) if request_log else None
         self.requests: list = []
         self.jobs: dict = {}
@@ -101,8 +127,7 @@ class StandIn:
 
     def close(self) -> None:
         for job in list(self.jobs.values()):
-            if job.process and job.process.poll() is None:
-                job.process.kill()
+            job.kill()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -143,9 +168,10 @@ class StandIn:
                                                                     capture_output=True).returncode == 0)
         envs = json.loads(job.params.get("envVars") or "{}")
         if use_docker:
+            job.container_name = f"soundspace-standin-{job.id}-{secrets.token_hex(4)}"
             volumes = [x for path, host in mapping.items() for x in ("-v", f"{host}:{path}")]
             env = [x for k, v in {**envs, "PS_JOB_RUNNER": "true"}.items() for x in ("-e", f"{k}={v}")]
-            return ["docker", "run", "--rm", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
+            return ["docker", "run", "--rm", "--name", job.container_name, "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
                     *volumes, *env, "-w", "/paperspace", "--entrypoint", "sh", image, "-c", command]
         tokens = []
         for token in shlex.split(command):
@@ -203,7 +229,7 @@ class StandIn:
         if job.process.poll() is None:
             job.state = "Preempted"
             self._log(job, "injected preemption: the machine was reclaimed")
-            job.process.kill()
+            job.kill()
 
     def artifacts(self, job: Job, base: str) -> list:
         root = job.folder / "artifacts"
@@ -272,8 +298,8 @@ class StandIn:
                 standin._record(self, query, upload)
                 if path.startswith("/artifacts/"):  # a pre-signed link: no key needed
                     return self._artifact(path)
-                key = self.headers.get("x-api-key")
-                if not key or (standin.key and key != standin.key):
+                key = self.headers.get("x-api-key") or ""
+                if not secrets.compare_digest(key.encode(), standin.key.encode()):
                     return self._send(400, {"status": 400, "message": "Invalid API token"})
                 with standin.lock:
                     if standin.faults.http_429 > 0:
@@ -311,7 +337,7 @@ class StandIn:
                             return self._error(500, "Internal server error")
                     job.stop_requested = True
                     if job.process and job.process.poll() is None:
-                        job.process.kill()
+                        job.kill()
                     elif job.process is None and job.state == "Pending":
                         job.state, job.finished = "Cancelled", _now()
                         standin._log(job, "PSEOF")
@@ -326,6 +352,13 @@ class StandIn:
                 missing = [k for k in ("container", "machineType", "command") if not query.get(k)]
                 if missing:
                     return self._error(422, f"missing required parameter(s): {', '.join(missing)}")
+                try:
+                    command = shlex.split(query["command"])
+                except ValueError as error:
+                    return self._error(422, f"command: {error}")
+                if command[:2] != ["soundspace", "render-shard"]:
+                    return self._error(422, "this stand-in runs only `soundspace render-shard ...` "
+                                            f"commands, not {query['command'][:60]!r}")
                 if query.get("project") and query.get("projectId"):
                     return self._error(422, "give project or projectId, not both")
                 if not (query.get("project") or query.get("projectId")):
