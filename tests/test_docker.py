@@ -217,3 +217,63 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
     assert len(made) == 9
     assert made == {p.name: p.read_bytes() for p in local.space_dir.glob("*.wav")}
     _report("Paperspace run against the stand-in (compose)", timings, capsys)
+
+
+def test_standin_in_docker_mode_stopping_a_job_kills_its_container(tmp_path, capsys):
+    """The stand-in runs a job in its container (docker mode); stopping the job must end the
+    container, not only the `docker run` client (which would leave the container running)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from pipeline.nsynth import NSynth
+    from pipeline.paperspace.client import JobsClient
+    from pipeline.paperspace.standin import StandIn
+    from pipeline.shards import ShardSpec
+
+    from .conftest import DEMO_MODEL
+
+    timings = {}
+    _engine_and_offline_inputs(timings)
+    docker = tool("docker")
+    if subprocess.run([docker, "image", "inspect", "soundspace:cpu"], capture_output=True).returncode:
+        _compose_up(tmp_path, "generate-test-local", timings)  # builds soundspace:cpu
+    storage = tmp_path / "storage"
+    shutil.copytree(DEMO_MODEL, storage / "soundspace" / "demo")
+    spec = ShardSpec(space="s", index=0, count=1, device="cpu", math="auto", decode_batch=1,
+                     model={"path": "unused", "identity": NSynth.load(DEMO_MODEL).identity, "hop": 512},
+                     samples=48000, postprocess={"chain": "none"},
+                     points=[{"seed": [0, i], "cells": [f"x{i:02d}_y00"], "key": f"k{i}"} for i in range(4)],
+                     embeddings=np.zeros((4, 94, 16), np.float32))
+    folder = spec.save(tmp_path / "workspace" / "shard")
+    workspace = io.BytesIO()
+    with zipfile.ZipFile(workspace, "w") as archive:
+        for path in folder.iterdir():
+            archive.write(path, f"shard/{path.name}")
+    server = StandIn(storage, tmp_path / "jobs", docker="always", key="docker-mode-key").start()
+    try:
+        client = JobsClient(server.url, None, "docker-mode-key", backoff=0.01)
+        job = client.create_job({"name": "docker-mode", "projectId": "p", "machineType": "C5",
+                                 "container": "soundspace:cpu",
+                                 "command": "soundspace render-shard shard --out /artifacts "
+                                            "--model /storage/soundspace/demo --device cpu"},
+                                workspace.getvalue(), "shard.zip")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("point(s)" in row["message"]
+                                                      for row in server.jobs[job["id"]].logs):
+            time.sleep(0.2)  # until the shard runner inside the container has started
+        name = server.jobs[job["id"]].container_name
+        running = subprocess.run([docker, "ps", "-q", "--filter", f"name={name}"],
+                                 capture_output=True, text=True).stdout.split()
+        assert name and running, [row["message"] for row in server.jobs[job["id"]].logs]
+        client.stop(job["id"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and subprocess.run(
+                [docker, "ps", "-q", "--filter", f"name={name}"], capture_output=True, text=True).stdout:
+            time.sleep(0.5)
+        assert not subprocess.run([docker, "ps", "-q", "--filter", f"name={name}"],
+                                  capture_output=True, text=True).stdout.strip()
+        assert client.get_job(job["id"])["state"] == "Cancelled"
+    finally:
+        server.close()

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import SoundspaceError
 from pipeline.paperspace import client as jobs_api
-from pipeline.paperspace.standin import Faults, StandIn
+from pipeline.paperspace.standin import StandIn
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
 from pipeline.run import generate_space

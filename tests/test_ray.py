@@ -6,7 +6,6 @@ one run. The node declares one (logical) GPU, so that GPU scheduling is exercise
 machine. The loopback setting below is this fixture's only: it turns Ray's multi-node mode off
 (tests/test_ray_cluster.py runs two nodes without it). scripts/test installs the `ray` extra and
 sets SOUNDSPACE_REQUIRE_RAY."""
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ import pytest
 
 from pipeline.run import generate_space, generate_spaces
 
-from .pipeline_helpers import TEST_DATASET, dataset, workflow
+from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs
 
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}

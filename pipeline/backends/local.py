@@ -1,13 +1,13 @@
 """The local backend: shards run in this process one after another, or in `parallel_shards`
 worker processes that share the machine's cores (each gets cores / workers math threads, so two
-workers on two cores do not fight over them).
+workers on two cores do not fight over them). Tasks go through `run_tasks`, the loop and
+failure policy every backend shares.
 
 Workers never outlive the run: each asks the kernel to kill it when its parent dies (even by
 `kill -9`) and checks that the parent is still there once it has started; when the run stops for
 any reason (an error, Ctrl-C, SIGTERM) the workers still running are killed. A worker that dies
-(an out-of-memory kill looks like this) fails only its own shard: the other workers finish
-theirs, no new shard starts, and the error names the shard and how its worker ended. Finished
-cells are always kept, so a rerun completes the space.
+(an out-of-memory kill looks like this) fails its shard, and so the run: the error names the
+shard and how its worker ended. Finished cells are always kept, so a rerun completes the space.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 
 from .. import SoundspaceError
 from ..shards import render_shard
+from . import run_tasks
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1
@@ -82,22 +83,38 @@ def _how_it_died(exitcode) -> str:
     return f"exited with code {exitcode}"
 
 
+def _raise(error):
+    def finish():
+        raise error
+    return finish
+
+
 class LocalBackend:
     def __init__(self, parallel_shards: int = 1):
         self.parallel_shards = parallel_shards
 
     def run(self, tasks, progress):
         workers = min(self.parallel_shards, len(tasks))
-        if workers <= 1:
-            for i, (spec, space_dir) in enumerate(tasks):
-                yield i, render_shard(spec, space_dir, progress)
-            return
-        yield from self._run_in_workers(tasks, progress, workers)
+        if workers <= 1:  # in this process, one shard after the other
+            def render(handles):
+                spec, space_dir = tasks[handles[0]]
+                return [(handles[0], lambda: render_shard(spec, space_dir, progress))]
 
-    def _run_in_workers(self, tasks, progress, workers: int):
-        context = get_context("spawn")  # no fork of a process holding BLAS and torch threads
+            yield from run_tasks(len(tasks), 1, lambda i: i, render, lambda _: None)
+            return
+        yield from _Workers(tasks, progress, workers).run()
+
+
+class _Workers:
+    """`workers` processes (spawned: no fork of a process holding BLAS and torch threads), each
+    on its share of the cores; a task is sent to an idle one and its pipe brings back progress
+    and the result or the error."""
+
+    def __init__(self, tasks, progress, workers: int):
+        self.tasks, self.progress = tasks, progress
+        context = get_context("spawn")
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
-        pool = []  # [process, connection to it, task index it runs or None]
+        self.pool = []  # [process, connection to it, task index it runs or None]
         with _thread_limit(threads):
             for _ in range(workers):
                 ours, theirs = context.Pipe()
@@ -105,60 +122,70 @@ class LocalBackend:
                                           daemon=True)
                 process.start()
                 theirs.close()
-                pool.append([process, ours, None])
-        todo = list(range(len(tasks)))
-        failure = None
+                self.pool.append([process, ours, None])
+
+    def run(self):
         try:
-            while True:
-                for slot in pool:
-                    if slot[2] is None and todo and failure is None and slot[0].is_alive():
-                        slot[2] = todo.pop(0)
-                        slot[1].send(tasks[slot[2]])
-                busy = [slot for slot in pool if slot[2] is not None]
-                if not busy:
-                    break
-                ready = wait([s[1] for s in busy] + [s[0].sentinel for s in busy])
-                for slot in busy:
-                    process, connection, index = slot
-                    if connection in ready or connection.poll():
-                        try:
-                            kind, value = connection.recv()
-                        except (EOFError, OSError):
-                            kind, value = "died", None
-                    elif process.sentinel in ready:
-                        kind, value = "died", None
-                    else:
-                        continue
-                    if kind == "progress":
-                        progress(value)
-                        continue
-                    slot[2] = None
-                    if kind == "done":
-                        yield index, value
-                        continue
-                    if kind == "died":
-                        process.join(5)
-                        spec = tasks[index][0]
-                        value = SoundspaceError(
-                            f"shard {spec.index + 1}/{spec.count} of {spec.space}: its worker "
-                            f"process (pid {process.pid}) {_how_it_died(process.exitcode)}; the "
-                            "cells finished so far are kept: run the same command again")
-                    failure = failure or value  # the first failure ends the run once the
-                    # shards in flight are done (their cells are kept)
-            if failure is not None:
-                raise failure
+            yield from run_tasks(len(self.tasks), len(self.pool), self._start, self._wait,
+                                 self._cancel)
         finally:
-            for process, connection, index in pool:
-                if index is not None and process.is_alive():
-                    process.kill()  # stopped mid-shard: its finished cells are already written
-                else:
+            self._close()
+
+    def _start(self, i: int) -> int:
+        slot = next(n for n, s in enumerate(self.pool) if s[2] is None)
+        self.pool[slot][2] = i
+        self.pool[slot][1].send(self.tasks[i])
+        return slot
+
+    def _wait(self, slots: list) -> list:
+        ended = []
+        while not ended:
+            busy = [self.pool[n] for n in slots]
+            ready = wait([s[1] for s in busy] + [s[0].sentinel for s in busy])
+            for n in slots:
+                process, connection, index = self.pool[n]
+                if connection in ready or connection.poll():
                     try:
-                        connection.send(None)
-                    except OSError:
-                        pass
-            for process, connection, _ in pool:
-                process.join(5)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-                connection.close()
+                        kind, value = connection.recv()
+                    except (EOFError, OSError):
+                        kind, value = "died", None
+                elif process.sentinel in ready:
+                    kind, value = "died", None
+                else:
+                    continue
+                if kind == "progress":
+                    self.progress(value)
+                    continue
+                self.pool[n][2] = None
+                if kind == "done":
+                    ended.append((n, lambda value=value: value))
+                    continue
+                if kind == "died":
+                    process.join(5)
+                    spec = self.tasks[index][0]
+                    value = SoundspaceError(
+                        f"shard {spec.index + 1}/{spec.count} of {spec.space}: its worker "
+                        f"process (pid {process.pid}) {_how_it_died(process.exitcode)}; the "
+                        "cells finished so far are kept: run the same command again")
+                ended.append((n, _raise(value)))
+        return ended
+
+    def _cancel(self, slots: list) -> None:
+        for n in slots:  # stopped mid-shard: its finished cells are already written
+            self.pool[n][0].kill()
+
+    def _close(self) -> None:
+        for process, connection, index in self.pool:
+            if index is not None and process.is_alive():
+                process.kill()
+            else:
+                try:
+                    connection.send(None)
+                except OSError:
+                    pass
+        for process, connection, _ in self.pool:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            connection.close()

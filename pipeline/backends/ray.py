@@ -32,6 +32,7 @@ from .. import SoundspaceError, output
 from ..files import inside
 from ..nsynth.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ..shards import ShardSpec, render_shard
+from . import run_tasks
 
 
 def _scratch_root(configured: str | None) -> Path:
@@ -141,23 +142,32 @@ class RayBackend:
                 models[spec.model["identity"]] = [ray.put(_model_files(spec.model["path"]))]
         remote = ray.remote(render_on_worker).options(
             max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1, num_gpus=gpus)
-        refs = {remote.remote(replace(spec, device=device), self.settings.scratch,
-                              models[spec.model["identity"]]): i
-                for i, (spec, _) in enumerate(tasks)}
-        try:
-            while refs:
-                done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
-                for ref in done:
-                    i = refs.pop(ref)
-                    spec, space_dir = tasks[i]
-                    reply = self._reply(ray, ref, spec)
-                    merged = self._merge(reply, spec, Path(space_dir))
-                    progress(merged * spec.decoded_samples)
-                    yield i, reply["result"]
-        except BaseException:  # a failed shard, Ctrl-C, an error of the caller: stop them all
+
+        index = {}  # object ref of a started task -> the task's number
+
+        def start(i):
+            spec = tasks[i][0]
+            ref = remote.remote(replace(spec, device=device), self.settings.scratch,
+                                models[spec.model["identity"]])
+            index[ref] = i
+            return ref
+
+        def wait(refs):
+            done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
+            return [(ref, lambda ref=ref: finish(ref)) for ref in done]
+
+        def finish(ref):
+            spec, space_dir = tasks[index[ref]]
+            reply = self._reply(ray, ref, spec)
+            progress(self._merge(reply, spec, Path(space_dir)) * spec.decoded_samples)
+            return reply["result"]
+
+        def cancel(refs):
             for ref in refs:
                 ray.cancel(ref, force=True)
-            raise
+
+        # Ray queues what its cluster cannot run yet: every task is started at once.
+        yield from run_tasks(len(tasks), len(tasks), start, wait, cancel)
 
     def _reply(self, ray, ref, spec: ShardSpec) -> dict:
         shard = f"shard {spec.index + 1}/{spec.count} of {spec.space}"

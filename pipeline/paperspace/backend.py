@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .. import SoundspaceError, output
 from ..files import inside
+from ..backends import run_tasks
 from ..shards import SHARD_MANIFEST, ShardSpec, pending
 from .client import JobsClient
 
@@ -49,8 +50,7 @@ class PaperspaceBackend:
         self.logs_url = os.environ.get("SOUNDSPACE_PAPERSPACE_LOGS_URL") or settings.logs_url
         self.log = log or (lambda line: print(line, file=sys.stderr))
         self.active: set = set()
-        self.stopping = threading.Event()  # start no more jobs (a shard failed, or Ctrl-C)
-        self.interrupted = threading.Event()  # Ctrl-C: stop the jobs that run, too
+        self.stopping = threading.Event()  # start no more jobs, and stop the jobs that run
         self.client = None
 
     def _connect(self) -> JobsClient:
@@ -64,32 +64,23 @@ class PaperspaceBackend:
     def run(self, tasks, progress):
         self.client = self.client or self._connect()
         pool = ThreadPoolExecutor(max_workers=self.parallel)
-        futures = {pool.submit(self._run_shard, spec, Path(space_dir), progress): i
-                   for i, (spec, space_dir) in enumerate(tasks)}
-        failure = None
-        try:
-            while futures:
-                done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = futures.pop(future)
-                    try:
-                        result = future.result()
-                    except SoundspaceError as error:
-                        # Let running jobs finish (their cells are kept); start no more.
-                        failure = failure or error
-                        self.stopping.set()
-                        continue
-                    if failure is None:
-                        yield index, result
-        except BaseException:  # Ctrl-C, SIGTERM, or anything else: stop the jobs that run
-            self.interrupted.set()
+
+        def start(i):
+            spec, space_dir = tasks[i]
+            return pool.submit(self._run_shard, spec, Path(space_dir), progress)
+
+        def wait_any(futures):
+            done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+            return [(future, future.result) for future in done]
+
+        def cancel(_):  # the shards' threads see this, their jobs end Cancelled
             self.stopping.set()
             self._stop_all()
-            raise
+
+        try:
+            yield from run_tasks(len(tasks), self.parallel, start, wait_any, cancel)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if failure is not None:
-            raise failure
+            pool.shutdown(wait=True, cancel_futures=True)  # their cells merged, as they end
 
     def _stop_all(self) -> None:
         for job_id in list(self.active):
@@ -174,7 +165,7 @@ class PaperspaceBackend:
         deadline = time.monotonic() + 60 * self.settings.job_timeout_minutes
         while True:
             late = time.monotonic() > deadline
-            if (self.interrupted.is_set() or late) and not stop_sent:
+            if (self.stopping.is_set() or late) and not stop_sent:
                 stop_sent = True  # Ctrl-C as the job was created, or the job took too long
                 self._stop(job_id)
             if late and time.monotonic() > deadline + 60 * self.settings.job_timeout_minutes:
@@ -193,7 +184,7 @@ class PaperspaceBackend:
                 tail.append(message)
                 self.log(self.client.scrub(f"[{label} {job_id}] {message}"))
             if state in TERMINAL and (ended or state != "stopped" or stop_sent):
-                if late and not self.interrupted.is_set():
+                if late and not self.stopping.is_set():
                     tail.append(f"(stopped by soundspace: not ended within "
                                 f"{self.settings.job_timeout_minutes:g} minutes, "
                                 "paperspace.job_timeout_minutes)")
