@@ -20,6 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE
+from .files import inside
 from .space import LINE, SQUARE
 
 # A square of 129 x 129 is 16,641 cells: a whole instrument library of one note. Beyond that a run
@@ -209,12 +210,13 @@ def load_space(dataset) -> tuple[SpaceConfig, Path]:
         space = SpaceConfig.model_validate(_read_json(path, "space definition (space.json)"))
     except ValidationError as error:
         raise SoundspaceError(f"{path}: {_describe(error)}") from None
-    root = folder.resolve()
     for label, sound in space.sounds.items():
-        file = (folder / sound.file).resolve()
-        if root not in file.parents:
-            raise SoundspaceError(f"{path}: field sounds.{label}.file: {sound.file!r} is outside "
-                                  f"the dataset folder; put the sound in {folder}")
+        try:
+            inside(folder, sound.file, "sound file")
+        except SoundspaceError as error:
+            raise SoundspaceError(f"{path}: field sounds.{label}.file: {error}; put the sound in "
+                                  f"{folder} and name it relative to that folder (e.g. "
+                                  "bass.wav or sounds/bass.wav)") from None
     return space, folder
 
 

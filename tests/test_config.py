@@ -36,12 +36,18 @@ def test_missing_file(tmp_path, capsys):
         refused(tmp_path, capsys, data)
 
 
-def test_file_outside_the_dataset(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["../elsewhere.wav", "/etc/hostname", "link/bass.wav"])
+def test_file_outside_the_dataset(tmp_path, capsys, name):
     data = dataset(tmp_path / "d")
+    (tmp_path / "out-of-dataset").mkdir()
+    shutil.copy(data / "bass.wav", tmp_path / "out-of-dataset" / "bass.wav")
+    shutil.copy(data / "bass.wav", tmp_path / "elsewhere.wav")
+    (data / "link").symlink_to(tmp_path / "out-of-dataset")  # a folder link leading out
     space = json.loads((data / "space.json").read_text())
-    space["sounds"]["NW"]["file"] = "../elsewhere.wav"
+    space["sounds"]["NW"]["file"] = name
     (data / "space.json").write_text(json.dumps(space))
-    assert "sounds.NW.file" in refused(tmp_path, capsys, data)
+    err = refused(tmp_path, capsys, data)
+    assert f"sounds.NW.file: refusing sound file {name!r}" in err and "name it relative" in err
 
 
 def test_unreadable_file(tmp_path, capsys):
