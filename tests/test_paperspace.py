@@ -272,8 +272,11 @@ class _Server(ThreadingHTTPServer):
                 pass
 
             def do_GET(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 seen.append(dict(self.headers))
                 answer(self)
+
+            do_POST = do_GET
 
         super().__init__(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server_port}"
@@ -384,3 +387,25 @@ def test_the_historical_official_client_runs_a_job_on_the_standin(tmp_path, stan
     assert {"x00_y00.wav", "x01_y00.wav", SHARD_MANIFEST} <= files
     upload = [r for r in standin.requests if r["path"] == "/jobs/createJob"][0]
     assert upload["multipart"]["field"] == "file" and upload["query"]["workspaceFileName"] == "workspace.zip"
+
+
+def test_a_garbage_answer_ends_in_one_line(tmp_path, capsys):
+    """A server answering HTML where JSON belongs: the run ends with one line naming the call,
+    not a traceback."""
+    server = _Server(lambda h: _reply(h, 200, b"<html>maintenance</html>"))
+    try:
+        with pytest.raises(SoundspaceError, match=r"GET /jobs/getJob: the server's answer is not a "
+                                                  r"JSON object: '<html>maintenance</html>'"):
+            jobs_api.JobsClient(server.url, None, KEY, backoff=0.01).get_job("js1")
+        flow = paperspace_workflow(tmp_path, server)
+        os.environ["PAPERSPACE_API_KEY"] = KEY
+        try:
+            assert main(["generate", "--workflow", str(flow), "--dataset",
+                         str(dataset(tmp_path / "d", length=0.1))]) == 2
+        finally:
+            del os.environ["PAPERSPACE_API_KEY"]
+        err = capsys.readouterr().err
+        assert "POST /jobs/createJob: the server's answer is not a JSON object" in err
+        assert "Traceback" not in err and "internal error" not in err
+    finally:
+        server.shutdown()

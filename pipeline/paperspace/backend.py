@@ -126,7 +126,7 @@ class PaperspaceBackend:
                 "envVars": json.dumps({"SOUNDSPACE_SHARD": f"{spec.index + 1}/{spec.count}"}),
                 "isPreemptible": str(self.settings.preemptible).lower(),
             }, self._workspace(todo), "shard.zip")
-            job_id = job.get("id") if isinstance(job, dict) else None
+            job_id = job.get("id")
             if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
                 raise SoundspaceError(f"{label}: the server answered createJob with job id "
                                       f"{str(job_id)[:40]!r}, which is not a job id; refusing it")
@@ -176,7 +176,8 @@ class PaperspaceBackend:
             job = self.client.get_job(job_id)
             state = str(job.get("state", "")).lower()
             for row in self.client.logs(job_id, line):
-                line = max(line, int(row.get("line", line)))
+                if isinstance(row.get("line"), int):
+                    line = max(line, row["line"])
                 message = str(row.get("message", ""))
                 if message == "PSEOF":
                     ended = True
@@ -207,7 +208,11 @@ class PaperspaceBackend:
                         or re.match(r"^\.soundspace/cells/x\d+_y\d+\.json$", name)):
                     continue  # something else the job wrote: not part of the space
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.client.download(item["url"]))
+                url = item.get("url")
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise SoundspaceError(f"artifact {name} of job {job_id} has no download link "
+                                          f"({str(url)[:60]!r})")
+                target.write_bytes(self.client.download(url))
             merged, missing = output.merge_finished(incoming, spec, space_dir)
             try:
                 seconds = json.loads((incoming / SHARD_MANIFEST).read_text()).get("seconds", {})

@@ -135,15 +135,31 @@ class JobsClient:
                                              f"{response.status_code}: {self._message(response)}"))
         return response
 
+    def json(self, method: str, url: str, shape: type, **kwargs):
+        """The JSON answer of a call, which must be a `shape` (dict or list): a server's garbage
+        ends in one line naming the call, like any other bad answer."""
+        response = self.call(method, url, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return shape()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, shape):
+            raise SoundspaceError(self.scrub(
+                f"{method} {urlparse(url).path}: the server's answer is not a JSON "
+                f"{'object' if shape is dict else 'array'}: {response.text[:80]!r}"))
+        return body
+
     def create_job(self, params: dict, workspace: bytes, workspace_name: str) -> dict:
         """Create the job named `params["name"]` (unique per attempt). When the answer is lost
         (the connection dropped, a timeout, a 429 or 5xx) the job may exist anyway: it is looked
         up by name and created again only when it does not."""
         for attempt in range(self.attempts):
             try:
-                return self.call("POST", f"{self.api_url}/jobs/createJob", session=self.once,
+                return self.json("POST", f"{self.api_url}/jobs/createJob", dict, session=self.once,
                                  params={**params, "workspaceFileName": workspace_name},
-                                 files={"file": (workspace_name, workspace, "application/zip")}).json()
+                                 files={"file": (workspace_name, workspace, "application/zip")})
             except AnswerLost:
                 if attempt == self.attempts - 1:
                     raise
@@ -154,25 +170,25 @@ class JobsClient:
         raise AssertionError("unreachable")
 
     def find_job(self, name: str) -> dict | None:
-        jobs = self.call("GET", f"{self.api_url}/jobs/getJobs", params={"name": name}).json()
-        matches = [job for job in jobs if isinstance(job, dict) and job.get("name") == name] \
-            if isinstance(jobs, list) else []
+        jobs = self.json("GET", f"{self.api_url}/jobs/getJobs", list, params={"name": name})
+        matches = [job for job in jobs if isinstance(job, dict) and job.get("name") == name]
         return matches[0] if matches else None
 
     def get_job(self, job_id: str) -> dict:
-        return self.call("GET", f"{self.api_url}/jobs/getJob", params={"jobId": job_id}).json()
+        return self.json("GET", f"{self.api_url}/jobs/getJob", dict, params={"jobId": job_id})
 
     def logs(self, job_id: str, line: int) -> list:
-        response = self.call("GET", f"{self.logs_url}/jobs/logs",
-                             params={"jobId": job_id, "line": line, "limit": 1000})
-        return [] if response.status_code == 204 or not response.content else response.json()
+        rows = self.json("GET", f"{self.logs_url}/jobs/logs", list,
+                         params={"jobId": job_id, "line": line, "limit": 1000})
+        return [row for row in rows if isinstance(row, dict)]
 
     def stop(self, job_id: str) -> None:
         self.call("POST", f"{self.api_url}/jobs/{job_id}/stop")
 
     def artifacts(self, job_id: str) -> list:
-        return self.call("GET", f"{self.api_url}/jobs/artifactsList",
-                         params={"jobId": job_id, "links": "true"}).json()
+        items = self.json("GET", f"{self.api_url}/jobs/artifactsList", list,
+                          params={"jobId": job_id, "links": "true"})
+        return [item for item in items if isinstance(item, dict)]
 
     def download(self, url: str) -> bytes:
         return self.call("GET", url, session=self.plain).content
