@@ -7,10 +7,12 @@ machine. The loopback setting below is this fixture's only: it turns Ray's multi
 (tests/test_ray_cluster.py runs two nodes without it). scripts/test installs the `ray` extra and
 sets SOUNDSPACE_REQUIRE_RAY."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,16 +39,31 @@ def quiet(_):
     pass
 
 
+def processes_using(folder: str) -> list[int]:
+    """Ids of the processes whose command line names `folder` (this cluster's temp dir): its
+    own processes only, never another Ray on the machine (as `ray stop` would)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and folder in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
 @pytest.fixture(scope="module")
 def cluster():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, **LOOPBACK}
+    temp = tempfile.mkdtemp(prefix="ss-ray1-")  # short: Ray's socket paths live here
     # One node: a second `ray start --address` node is refused with the loopback setting
-    # ("Multi-node Ray clusters are not supported") and hangs without it (ray 2.60).
+    # ("Multi-node Ray clusters are not supported"); tests/test_ray_cluster.py has two nodes.
     subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                    "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=1", "--disable-usage-stats"],
+                    "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=1",
+                    "--disable-usage-stats", f"--temp-dir={temp}"],
                    # Its daemons inherit stdout: a pipe would never reach EOF.
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=120)
     os.environ.update(LOOPBACK)
@@ -54,8 +71,16 @@ def cluster():
     import ray
 
     ray.shutdown()
-    subprocess.run([RAY, "stop", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=env, timeout=120)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_using(temp):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while processes_using(temp) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def ray_workflow(folder, address, **fields):
