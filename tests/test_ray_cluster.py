@@ -159,7 +159,7 @@ def test_shards_run_on_both_nodes_and_the_space_equals_the_local_one(tmp_path, c
 
 
 def test_losing_the_worker_node_mid_run_still_completes_the_space(tmp_path, cluster):
-    data = dataset(tmp_path / "d", length=0.2)
+    data = dataset(tmp_path / "d", length=0.15)
     scratch = tmp_path / "ray" / "scratch"
     outcome = []
     driver = threading.Thread(target=lambda: outcome.append(
