@@ -133,6 +133,13 @@ def made_on(space):
     return {json.loads(p.read_text()).get("made_on") for p in (space / ".soundspace" / "cells").glob("*.json")}
 
 
+def _read(path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:  # the task finished and removed its scratch folder meanwhile
+        return None
+
+
 def _outcome(function, *args):
     try:
         return function(*args)
@@ -168,7 +175,7 @@ def test_losing_the_worker_node_mid_run_still_completes_the_space(tmp_path, clus
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and driver.is_alive():  # a shard in progress on the worker
         worker_pids = set(ip("netns", "pids", cluster.worker).stdout.split())
-        if any(p.read_text() in worker_pids for p in scratch.glob("space-*/worker.pid")):
+        if any(_read(p) in worker_pids for p in scratch.glob("space-*/worker.pid")):
             break
         time.sleep(0.05)
     assert driver.is_alive(), f"the run ended before a shard ran on the worker node: {outcome}"
