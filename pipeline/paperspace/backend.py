@@ -86,15 +86,14 @@ class PaperspaceBackend:
         for job_id in list(self.active):
             self._stop(job_id)
 
-    def _stop(self, job_id: str) -> bool:
+    def _stop(self, job_id: str) -> None:
         try:
             self.client.stop(job_id)
         except SoundspaceError as error:
             self.log(f"could not stop job {job_id}: {error}; stop it in the Paperspace console, "
                      "it may still be running (and billed)")
-            return False
+            return
         self.log(f"stopped job {job_id}")
-        return True
 
     def _workspace(self, spec: ShardSpec) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:

@@ -380,9 +380,11 @@ class StandIn:
             def _artifact(self, path: str):
                 _, _, job_id, *rest = path.split("/")
                 job = standin.jobs.get(job_id)
-                root = job.folder / "artifacts" if job else None
-                target = (root / "/".join(rest)).resolve() if root else None
-                if not target or root.resolve() not in target.parents or not target.is_file():
+                try:
+                    target = inside(job.folder / "artifacts", "/".join(rest), "artifact") if job else None
+                except SoundspaceError:
+                    target = None
+                if target is None or not target.is_file():
                     return self._error(404, "no such artifact")
                 data = target.read_bytes()
                 self.send_response(200)
