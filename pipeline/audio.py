@@ -61,9 +61,13 @@ def _promised_frames(info: str, channels: int) -> int | None:
 
 
 def load_sound(path, samples: int) -> np.ndarray:
-    """An input sound of a space: loaded as above, trimmed or zero-padded to `samples`, and
-    refused when what is left is silent."""
-    audio = load_audio(path)
+    """An input sound of a space: loaded as above, then fitted (below)."""
+    return fit(load_audio(path), samples, path)
+
+
+def fit(audio: np.ndarray, samples: int, path) -> np.ndarray:
+    """`audio` (read from `path`) trimmed or zero-padded to `samples`, and refused when what is
+    left is silent."""
     fitted = np.zeros(samples, np.float32)
     fitted[:min(samples, len(audio))] = audio[:samples]
     peak = float(np.abs(fitted).max())

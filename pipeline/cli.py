@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -52,7 +53,21 @@ def cmd_generate(args) -> None:
     from .run import generate_spaces
 
     generate_spaces(args.dataset, args.workflow, force=args.force, output_dir=args.output,
-                    pictures=not args.no_pictures, wait=args.wait)
+                    pictures=not args.no_pictures, wait=args.wait, yes=args.yes)
+
+
+def cmd_plan(args) -> None:
+    from .config import LibraryConfig, load_space
+    from .library import describe_cost, plan_library
+
+    space, folder = load_space(args.dataset)
+    if not isinstance(space, LibraryConfig):  # a space is a library of one pad at one pitch
+        space = LibraryConfig.model_validate({
+            **space.model_dump(exclude={"sounds"}),
+            "sounds": {label: [{"name": label, "file": s.file, "label": s.label}]
+                       for label, s in space.sounds.items()}})
+    cost = plan_library(space, folder).cost()
+    print(json.dumps(cost, indent=1) if args.json else describe_cost(cost))
 
 
 def cmd_explore(args) -> None:
@@ -235,6 +250,25 @@ def cmd_train(args) -> None:
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
 
+def cmd_inputs(args) -> None:
+    from tqdm.auto import tqdm
+
+    from .soundfont import check_preset, render_notes
+
+    if not 0 < args.length <= 60:
+        raise SoundspaceError(f"--length {args.length:g}: give the note length in seconds, "
+                              "more than 0 and at most 60")
+    if len(set(args.pitches)) < len(args.pitches):
+        raise SoundspaceError(f"--pitches {' '.join(map(str, args.pitches))} names a pitch twice")
+    preset = check_preset(args.soundfont, args.program, args.bank)
+    with tqdm(total=len(args.pitches), unit="note", desc=f"rendering {args.name} ({preset})",
+              file=sys.stderr) as bar:
+        written = render_notes(args.soundfont, args.program, args.bank, args.pitches,
+                               args.length, args.name, _out_dir(args.out),
+                               velocity=args.velocity, progress=lambda pitch: bar.update())
+    print(f"wrote {len(written)} note(s): {', '.join(p.name for p in written)} in {args.out}/")
+
+
 def cmd_bench(args) -> None:
     from .nsynth import bench
 
@@ -256,6 +290,28 @@ def _batch(text: str) -> int:
     return value
 
 
+def _midi_number(option: str, low: int = 0):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not low <= value <= 127:
+            raise argparse.ArgumentTypeError(f"{text!r}: {option} takes a whole number from "
+                                             f"{low} to 127")
+        return value
+    return parse
+
+
+def _sound_name(text: str) -> str:
+    from .config import SOUND_NAME
+
+    if not re.fullmatch(SOUND_NAME, text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '.' or '-' (at most "
+                                         "40, starting with a letter or digit)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,7 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip space.png and the thumbnails (huge spaces)")
     p.add_argument("--wait", action="store_true",
                    help="wait for another run writing the same space instead of refusing")
+    p.add_argument("--yes", action="store_true",
+                   help="make a library of more than 16,641 distinct decodes (see `plan`)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("plan", help="count and price a space or library without decoding")
+    p.add_argument("--dataset", required=True, help="dataset folder holding space.json")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("explore", help="(re)write a space's index.html, space.png and thumbnails")
     p.add_argument("space", help="a space folder (OUTPUT/<name>)")
@@ -358,6 +421,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{field.replace('_', '-')}", type=int, dest=field,
                        help=f"model size (default: the demo model's {DEMO_SIZE[field]})")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("inputs", help="render NSynth-style notes from a soundfont (library inputs)")
+    p.add_argument("--soundfont", required=True, help="a SoundFont 2 file (.sf2)")
+    p.add_argument("--program", required=True, type=_midi_number("--program"),
+                   help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
+                        "from 1: its program 34, Fingered bass, is 33 here)")
+    p.add_argument("--bank", type=_midi_number("--bank"), default=0, help="preset bank 0-127")
+    p.add_argument("--pitches", required=True, nargs="+", type=_midi_number("--pitches"),
+                   help="MIDI notes to render (60 = middle C)")
+    p.add_argument("--length", type=float, default=4.0,
+                   help="seconds per note: held for 3/4, then released (NSynth: 4)")
+    p.add_argument("--velocity", type=_midi_number("--velocity", low=1), default=100)
+    p.add_argument("--name", required=True, type=_sound_name,
+                   help="the sound's name: files are written as NAME_PITCH.wav")
+    p.add_argument("--out", required=True, help="folder for the notes (a library's dataset)")
+    p.set_defaults(func=cmd_inputs)
 
     p = sub.add_parser("bench", help="time the engine on the full-size network")
     p.add_argument("--batches", default="1,16,81", help="comma-separated batch sizes")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
@@ -28,8 +28,12 @@ from .space import LINE, SQUARE
 # its cost. Decoding cost per sample per cell, measured with Magenta's full-size model on the
 # 2-core development machine at batch 81 (`soundspace bench`), gives the estimate.
 MAX_CELLS = 129 * 129
+MAX_RESOLUTION = 129
 SECONDS_PER_CELL_SAMPLE = 0.053 / 81
 MAX_LENGTH_SECONDS = 60.0
+# A library's sound name: it is part of file and pad names, so no path characters, and no '_',
+# which joins the sounds of a pad's name (ONS Super style) and a sound's name to its pitch.
+SOUND_NAME = r"[A-Za-z0-9][A-Za-z0-9.-]{0,39}"
 
 
 class _Strict(BaseModel):
@@ -113,6 +117,95 @@ class SpaceConfig(_Strict):
     @property
     def samples(self) -> int:
         return round(self.length * SAMPLE_RATE)
+
+
+class LibrarySound(_Strict):
+    """One sound of a library corner: a name (it names files and pads) and, where its files do
+    not follow the library's pattern, the file for each pitch (`files`) or its one file (`file`,
+    for a library without pitches)."""
+    name: str = Field(pattern=f"^{SOUND_NAME}$")
+    label: str | None = None
+    files: dict[int, str] | None = None
+    file: str | None = Field(None, min_length=1)
+
+
+class LibraryConfig(_Strict):
+    """A library: several sounds per corner (every combination is a pad) and/or several pitches
+    (every pitch is its own grid). The fields shared with a space mean the same; `length` may be
+    left out, and then each input keeps its own length (the inputs of a pad must then agree)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    sounds: dict[str, list[LibrarySound]]
+    pitches: list[Annotated[int, Field(ge=0, le=127)]] | None = Field(None, min_length=1)
+    pattern: str | None = Field(None, min_length=1)  # default: {sound}_{pitch}.wav, or {sound}.wav
+    missing_pitches: Literal["error", "shift"] = "error"
+    max_shift_semitones: int = Field(6, ge=1, le=12)
+    resolution: int = Field(ge=2, le=MAX_RESOLUTION)
+    weighting: Literal["bilinear", "radial"] = "bilinear"
+    length: float | None = Field(None, gt=0.0, le=MAX_LENGTH_SECONDS)
+    seed: int = Field(0, ge=0, lt=2**63)
+    model: Literal["real", "test"] = "real"
+    postprocess: PostProcess = PostProcess()
+
+    @field_validator("sounds", mode="before")
+    @classmethod
+    def _lists_of_named_sounds(cls, value):
+        # "NW": "bass" is one sound; "NW": ["bass", {"name": "flute", "label": "Flute"}] two.
+        if isinstance(value, dict):
+            return {k: [{"name": item} if isinstance(item, str) else item
+                        for item in (v if isinstance(v, list) else [v])]
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("sounds")
+    @classmethod
+    def _corners(cls, value):
+        SpaceConfig._two_or_four(value)
+        for corner, sounds in value.items():
+            if not sounds:
+                raise ValueError(f"corner {corner} has no sound; give at least one")
+            names = [s.name for s in sounds]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"corner {corner} lists {', '.join(twice)} more than once; "
+                                 "each sound once per corner")
+        return value
+
+    @field_validator("pitches")
+    @classmethod
+    def _distinct_pitches(cls, value):
+        if value is not None and len(set(value)) < len(value):
+            twice = sorted({p for p in value if value.count(p) > 1})
+            raise ValueError(f"pitch {', '.join(map(str, twice))} is listed more than once")
+        return value
+
+    @field_validator("length")
+    @classmethod
+    def _length_at_least_one_sample(cls, value):
+        return value if value is None else SpaceConfig._at_least_one_sample(value)
+
+    @model_validator(mode="after")
+    def _files_fit_the_pitches(self):
+        for corner, sounds in self.sounds.items():
+            for sound in sounds:
+                if self.pitches is None and sound.files is not None:
+                    raise ValueError(f"sounds.{corner}: {sound.name} gives `files` per pitch, but "
+                                     "the library has no `pitches`; give `file` or add `pitches`")
+                if self.pitches is not None and sound.file is not None:
+                    raise ValueError(f"sounds.{corner}: {sound.name} gives one `file`, but the "
+                                     "library has `pitches`; give `files` {\"PITCH\": FILE, ...} "
+                                     "or follow the pattern")
+        return self
+
+    @property
+    def labels(self) -> tuple:
+        return LINE if set(self.sounds) == set(LINE) else SQUARE
+
+
+def is_library(data: dict) -> bool:
+    """A space.json describes a library when it has pitches or a corner lists several sounds."""
+    sounds = data.get("sounds")
+    return "pitches" in data or (isinstance(sounds, dict)
+                                 and any(isinstance(v, list) for v in sounds.values()))
 
 
 class Models(_Strict):
@@ -199,17 +292,21 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
-def load_space(dataset) -> tuple[SpaceConfig, Path]:
-    """The space of a dataset folder and the folder itself; every sound file must be inside it."""
+def load_space(dataset) -> tuple[SpaceConfig | LibraryConfig, Path]:
+    """The space (or library) of a dataset folder and the folder itself; every sound file a
+    space names must be inside it (a library's files are found and checked by pipeline.library)."""
     folder = Path(dataset)
     if not folder.is_dir():
         raise SoundspaceError(f"--dataset {folder} is not a folder; give a dataset folder holding "
                               "space.json and its sounds (e.g. models/n-synth/dataset-test)")
     path = folder / "space.json"
+    data = _read_json(path, "space definition (space.json)")
     try:
-        space = SpaceConfig.model_validate(_read_json(path, "space definition (space.json)"))
+        space = (LibraryConfig if is_library(data) else SpaceConfig).model_validate(data)
     except ValidationError as error:
         raise SoundspaceError(f"{path}: {_describe(error)}") from None
+    if isinstance(space, LibraryConfig):
+        return space, folder
     for label, sound in space.sounds.items():
         try:
             inside(folder, sound.file, "sound file")

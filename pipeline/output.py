@@ -29,7 +29,7 @@ import numpy as np
 from . import SoundspaceError
 from .audio import wav_bytes
 from .files import FolderLock, atomic_write, inside, is_temp
-from .space import CELL_NAME
+from .space import WORK_NAME
 
 STATE = Path(".soundspace")
 RECORDS = STATE / "cells"
@@ -56,10 +56,11 @@ def cell_key(fields: dict) -> str:
 
 
 def cell_wav(space_dir: Path, name) -> Path:
-    """The WAV of cell `name`, refusing any name that is not a cell's (`x00_y00`): names come
-    back from manifests, shard specs and workers."""
-    if not isinstance(name, str) or not CELL_NAME.fullmatch(name):
-        raise SoundspaceError(f"refusing cell name {str(name)[:60]!r}: cells are named like x00_y00")
+    """The WAV of cell `name`, refusing any name that is not a cell's (`x00_y00`) or a library
+    decode's (`d048-<16 hex>`): names come back from manifests, shard specs and workers."""
+    if not isinstance(name, str) or not WORK_NAME.fullmatch(name):
+        raise SoundspaceError(f"refusing cell name {str(name)[:60]!r}: cells are named like "
+                              "x00_y00 (a library's decodes like d048-0123456789abcdef)")
     return inside(space_dir, f"{name}.wav", "cell file")
 
 

@@ -43,6 +43,8 @@ class RunResult:
     shards: int
     seconds: dict = field(default_factory=dict)  # wall time per stage
     inside_decode: dict = field(default_factory=dict)  # summed over shards: decode, post-process, write
+    pads: int = 0  # a library's pads and pitches (0 for a space)
+    pitches: int = 0
 
 
 class _Stopwatch:
@@ -176,24 +178,34 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
+def setup(space, folder, workflow_path, output_dir) -> tuple:
+    """The workflow, the model folder the space asks for and the output root, checked."""
+    workflow, base = load_workflow(workflow_path)
+    model_dir = model_folder(workflow, base, space.model, workflow_path)
+    root = Path(output_dir) if output_dir is not None else base / workflow.output
+    if root.exists() and not root.is_dir():
+        raise SoundspaceError(f"output folder {root} exists and is not a folder")
+    _check_output_outside(root, folder)
+    return workflow, model_dir, root
+
+
+def encoder(workflow, model_dir):
+    """The model for encoding the inputs. The decode may run elsewhere (a Ray or Paperspace GPU):
+    here, the inputs are encoded on the device asked for only when this machine decodes too."""
+    from .nsynth import NSynth
+
+    return NSynth.load(model_dir, device=workflow.device if workflow.backend == "local" else "auto")
+
+
 class _SpaceRun:
     """One space through the stages. `prepare` runs everything up to the shard plan (and refuses
     bad input before anything is written); the decode of all spaces runs together; `finish`
     writes embeddings, manifest and explorer."""
 
-    def __init__(self, dataset, workflow_path, force: bool, output_dir):
-        from .nsynth import NSynth
-
-        self.watch, self.inside_decode, self.decoded = _Stopwatch(), {}, 0
-        watch = self.watch
+    def __init__(self, space, folder, watch, workflow_path, force: bool, output_dir):
+        self.watch, self.inside_decode, self.decoded = watch, {}, 0
         with watch("configuration"):
-            space, folder = load_space(dataset)
-            workflow, base = load_workflow(workflow_path)
-            model_dir = model_folder(workflow, base, space.model, workflow_path)
-            root = Path(output_dir) if output_dir is not None else base / workflow.output
-            if root.exists() and not root.is_dir():
-                raise SoundspaceError(f"output folder {root} exists and is not a folder")
-            _check_output_outside(root, folder)
+            workflow, model_dir, root = setup(space, folder, workflow_path, output_dir)
         self.space, self.folder, self.workflow, self.workflow_path = space, folder, workflow, workflow_path
         self.model_dir, self.force, self.root = model_dir, force, root
         with watch("audio in"):
@@ -202,10 +214,7 @@ class _SpaceRun:
             self.sounds_sha256 = {label: files.sha256_file(folder / space.sounds[label].file)
                                   for label in space.labels}
         with watch("encode"):
-            # The decode may run elsewhere (a Ray or Paperspace GPU): here, the inputs are
-            # encoded on the device asked for only when this machine decodes too.
-            here = workflow.device if workflow.backend == "local" else "auto"
-            self.model = model = NSynth.load(model_dir, device=here)
+            self.model = model = encoder(workflow, model_dir)
             if space.samples < model.config.hop:
                 raise SoundspaceError(f"{folder / 'space.json'}: field length: {space.length} s is "
                                       f"shorter than one frame of the model ({model.config.hop} "
@@ -263,6 +272,10 @@ class _SpaceRun:
                             self.bytes_left(pictures))
         self.save_manifest("running")
 
+    def left(self) -> int:
+        """Cells not finished."""
+        return len(self.grid) - len(self.records)
+
     def bytes_left(self, pictures: bool) -> int:
         frames = self.point_embeddings.shape[1]
         return _bytes_to_write(len(self.grid) - len(self.records), len(self.grid),
@@ -317,6 +330,20 @@ class _SpaceRun:
                          self.watch.seconds, self.inside_decode)
 
 
+def _open(dataset, workflow_path, force: bool, output_dir, yes: bool):
+    """The run of one dataset folder: a space, or a library (pipeline/run_library.py)."""
+    from .config import LibraryConfig
+
+    watch = _Stopwatch()
+    with watch("configuration"):
+        space, folder = load_space(dataset)
+    if isinstance(space, LibraryConfig):
+        from .run_library import LibraryRun
+
+        return LibraryRun(space, folder, watch, workflow_path, force, output_dir, yes)
+    return _SpaceRun(space, folder, watch, workflow_path, force, output_dir)
+
+
 def dataset_folders(paths) -> list[Path]:
     """Dataset folders from the command line: each a dataset (it holds space.json), or a folder of
     datasets (its sub-folders that hold one), in name order."""
@@ -335,11 +362,11 @@ def dataset_folders(paths) -> list[Path]:
 
 def generate_spaces(datasets, workflow_path, force: bool = False, output_dir=None,
                     progress: bool = True, log=print, pictures: bool = True,
-                    wait: bool = False) -> list[RunResult]:
-    """Make (or complete) several spaces; all their shards go to the backend together, so a
-    cluster stays busy. `wait`: wait for another run holding one of the spaces, instead of
-    refusing."""
-    runs = [_SpaceRun(d, workflow_path, force, output_dir) for d in dataset_folders(datasets)]
+                    wait: bool = False, yes: bool = False) -> list[RunResult]:
+    """Make (or complete) several spaces or libraries; all their shards go to the backend
+    together, so a cluster stays busy. `wait`: wait for another run holding one of them, instead
+    of refusing; `yes`: accept a library of more than library.MAX_DECODES decodes."""
+    runs = [_open(d, workflow_path, force, output_dir, yes) for d in dataset_folders(datasets)]
     names = [run.space.name for run in runs]
     if len(set(names)) < len(names):
         raise SoundspaceError(f"two datasets define the same space name ({', '.join(names)}); "
@@ -370,9 +397,9 @@ def _decode(runs, progress: bool) -> float:
     start = time.perf_counter()
     if tasks:
         total = sum(run.todo[spec.index] * spec.decoded_samples for spec, run in tasks)
-        cells_left = sum(len(run.grid) - len(run.records) for run in runs)
+        left = sum(run.left() for run in runs)
         with tqdm(total=total, unit="sample", unit_scale=True, smoothing=0.05,
-                  desc=f"decoding {cells_left} cell(s)", disable=not progress, file=sys.stderr) as bar:
+                  desc=f"decoding {left} sound(s)", disable=not progress, file=sys.stderr) as bar:
             backend = backend_for(runs[0].workflow)
             for i, result in backend.run([(spec, run.space_dir) for spec, run in tasks], bar.update):
                 spec, run = tasks[i]
@@ -389,20 +416,20 @@ def _disk_full(error: OSError, runs, pictures: bool) -> str:
         except OSError:
             pass  # the disk is full: the records alone say which cells are done
         done += len(run.records)
-        left += len(run.grid) - len(run.records)
+        left += run.left()
         needed += run.bytes_left(pictures)
     free = shutil.disk_usage(runs[0].space_dir).free
     return (f"{files.describe(error, hint=False)}: the disk filled up; {done} finished cell(s) "
-            f"are kept, and the {left} cell(s) left need about {_mb(needed)} ({_mb(free)} is "
+            f"are kept, and the {left} left need about {_mb(needed)} ({_mb(free)} is "
             f"free): free at least {_mb(max(needed - free, 0))} and run the same command again")
 
 
 def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,
                    progress: bool = True, log=print, pictures: bool = True,
-                   wait: bool = False) -> RunResult:
-    """Make (or complete) the space of one dataset as `workflow_path` says."""
+                   wait: bool = False, yes: bool = False) -> RunResult:
+    """Make (or complete) the space (or library) of one dataset as `workflow_path` says."""
     return generate_spaces([dataset], workflow_path, force, output_dir, progress, log, pictures,
-                           wait)[0]
+                           wait, yes)[0]
 
 
 def summary(result: RunResult) -> str:
@@ -415,8 +442,12 @@ def summary(result: RunResult) -> str:
                       for part, value in result.inside_decode.items()]
     lines.append(f"{'total':<28}{sum(result.seconds.values()):>9.2f}")
     done_before = result.points - result.decoded
-    lines.append(f"{result.cells} cell(s) in {result.shards} shard(s); decoded {result.decoded} "
-                 f"distinct sound(s) now, {done_before} were already done"
-                 + (" (--force regenerates)" if result.decoded == 0 else ""))
+    if result.pads:
+        lines.append(f"{result.cells:,} cell(s): {result.pads} pad(s) x {result.pitches} "
+                     f"pitch(es); {result.points:,} distinct decode(s) in {result.shards} shard(s)")
+    else:
+        lines.append(f"{result.cells} cell(s) in {result.shards} shard(s)")
+    lines[-1] += (f"; decoded {result.decoded} distinct sound(s) now, {done_before} were already "
+                  "done" + (" (--force regenerates)" if result.decoded == 0 else ""))
     lines.append(f"wrote {result.space_dir}/")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import SoundspaceError, output, postprocess
 from .files import inside
-from .space import CELL_NAME
+from .space import WORK_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
 
@@ -85,9 +85,10 @@ class ShardSpec:
         for point in spec.points:  # a spec travels: its cell names become file names
             if not (isinstance(point, dict) and isinstance(point.get("cells"), list)
                     and point["cells"] and isinstance(point.get("key"), str)
-                    and all(isinstance(n, str) and CELL_NAME.fullmatch(n) for n in point["cells"])):
+                    and all(isinstance(n, str) and WORK_NAME.fullmatch(n) for n in point["cells"])):
                 raise SoundspaceError(f"{folder / SPEC_FILE}: refusing point {json.dumps(point)[:80]}: "
-                                      "each point needs a key and cells named like x00_y00")
+                                      "each point needs a key and cells named like x00_y00 "
+                                      "(or decodes like d048-0123456789abcdef)")
         return spec
 
 

@@ -26,6 +26,10 @@ CORNERS = {"LEFT": (0.0, 0.0), "RIGHT": (1.0, 0.0),
            "NW": (0.0, 0.0), "NE": (1.0, 0.0), "SW": (0.0, 1.0), "SE": (1.0, 1.0)}
 WEIGHTINGS = ("bilinear", "radial")
 CELL_NAME = re.compile(r"x[0-9]{2,3}_y[0-9]{2,3}")  # Cell.name: column and row, from NW or LEFT
+# A library's decode (pipeline/library.py): pitch and a hash of its mix. Decodes are stored and
+# made exactly as a space's cells are, so the shard runner takes either name.
+DECODE_NAME = re.compile(r"d([0-9]{3})?-[0-9a-f]{16}")
+WORK_NAME = re.compile(f"{CELL_NAME.pattern}|{DECODE_NAME.pattern}")
 
 
 @dataclass(frozen=True)

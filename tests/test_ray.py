@@ -184,3 +184,21 @@ def test_device_auto_asks_for_the_clusters_gpu(tmp_path, cluster):
     with pytest.raises(SoundspaceError, match="failed on a Ray worker: device 'cuda' asked for, but "
                                               "this torch has no usable CUDA GPU"):
         generate_space(dataset(tmp_path / "d", length=0.1), flow, progress=False, log=quiet)
+
+
+def test_a_library_on_ray_is_identical_to_the_local_one(tmp_path, cluster):
+    from .test_library import small_library
+
+    data = small_library(tmp_path / "data")
+    local = generate_space(data, workflow(tmp_path / "local", shard_size=7), progress=False,
+                           log=quiet)
+    remote = generate_space(data, ray_workflow(tmp_path / "ray", cluster, shard_size=7),
+                            progress=False, log=quiet)
+    assert remote.decoded == local.decoded == 26 and remote.shards == local.shards == 4
+
+    def pad_files(library_dir):
+        return {str(p.relative_to(library_dir)): p.read_bytes()
+                for p in sorted(library_dir.glob("*/p*/*.wav"))}
+
+    assert len(pad_files(local.space_dir)) == 36
+    assert pad_files(remote.space_dir) == pad_files(local.space_dir)

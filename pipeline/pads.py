@@ -1,0 +1,105 @@
+"""The library folder on disk: every decode once, and a folder per pad that links to them.
+
+    OUTPUT/<library>/
+      library.json              pads, pitches, counts, shifted inputs, model, status, timings
+      <pad>/                    one per pad, named by its sounds in corner order (NW_NE_SW_SE)
+        p48/x00_y00.wav ...     the pad's cells at each pitch: p<MIDI note>/<cell>.wav
+                                (a library without pitches: <cell>.wav)
+        manifest.json           per cell: pitch, grid place, weight per sound, seed stream,
+                                sha256, the decode it plays and how many cells share it
+      .decodes/                 every distinct decode once (`d048-<hash>.wav`), with the records
+                                and the lock of a space folder (pipeline/output.py)
+
+A pad's cell is a hard link to its decode where the file system allows it (no extra disk; every
+pad sharing a decode holds the very same bytes), else a copy. Either way deleting a pad, or the
+.decodes folder, never damages another pad. Links and copies are made under a temporary name and
+renamed, so a pad file under its final name is always whole. Editing a linked WAV in place
+changes it in every pad that shares it: save edits under another name.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import files
+from .files import atomic_write, inside
+
+LIBRARY_MANIFEST = "library.json"
+PAD_MANIFEST = "manifest.json"
+DECODES = ".decodes"
+FORMAT, PAD_FORMAT = "soundspace-library-1", "soundspace-pad-1"
+# Errors of os.link that mean "this file system does not do hard links here": copy instead.
+_NO_LINKS = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+
+
+def cell_file(pitch, cell_name: str) -> str:
+    """A cell's file inside its pad folder."""
+    return f"p{pitch}/{cell_name}.wav" if pitch is not None else f"{cell_name}.wav"
+
+
+def place(source: Path, target: Path) -> str:
+    """Put `source`'s bytes at `target` (a hard link, else a copy); returns which it did."""
+    if target.exists() and os.path.samefile(source, target):
+        return "link"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = files.temp_path(target)
+    try:
+        try:
+            os.link(source, tmp)
+            how = "link"
+        except OSError as error:
+            if error.errno not in _NO_LINKS:
+                raise
+            shutil.copyfile(source, tmp)
+            how = "copy"
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return how
+
+
+def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
+    """Link (or copy) every cell of one pad from the decodes, then write its manifest; returns
+    how many cells were linked and copied."""
+    pad = plan.pads[pad_index]
+    pad_dir = inside(library_dir, pad.name, "pad folder")
+    store = library_dir / DECODES
+    counts = {"link": 0, "copy": 0}
+    cells = []
+    for pitch in plan.pitches:
+        for c, cell in enumerate(plan.grid):
+            decode = plan.decodes[plan.cell_decode[(pad_index, pitch, c)]]
+            name = cell_file(pitch, cell.name)
+            counts[place(store / decode.file, pad_dir / name)] += 1
+            record = records[decode.name]
+            cells.append({"file": name, "pitch": pitch, "name": cell.name, "column": cell.xi,
+                          "row": cell.yi, "x": cell.x, "y": cell.y,
+                          "corner_weights": dict(zip(plan.config.labels, cell.weights)),
+                          "weights": dict(decode.mix), "seed": decode.seed,
+                          "decode": decode.name, "shared_by_cells": len(decode.cells),
+                          "sha256": record["sha256"], "samples": record["samples"],
+                          "peak": record["peak"]})
+    sounds = {label: _sound(plan, label, pad.sounds[i]) for i, label in enumerate(plan.config.labels)}
+    manifest = {"format": PAD_FORMAT, "library": plan.config.name, "pad": pad.name,
+                "sounds": sounds, "pitches": [p for p in plan.pitches if p is not None],
+                "resolution": plan.config.resolution, "weighting": plan.config.weighting,
+                "sample_rate": 16000, "cells": cells}
+    atomic_write(pad_dir / PAD_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    return counts
+
+
+def _sound(plan, label: str, name: str) -> dict:
+    sound = next(s for s in plan.config.sounds[label] if s.name == name)
+    inputs = {str(p) if p is not None else "any": {"file": plan.inputs[(name, p)].file,
+                       "shift_semitones": plan.inputs[(name, p)].semitones}
+              for p in plan.pitches}
+    return {"name": name, "label": sound.label, "inputs": inputs}
+
+
+def write_library_manifest(library_dir: Path, manifest: dict) -> None:
+    atomic_write(library_dir / LIBRARY_MANIFEST,
+                 (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode())

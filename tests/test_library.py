@@ -1,0 +1,257 @@
+"""Libraries (several sounds per corner, several pitches): the plan's counts against Open NSynth
+Super's published figures and counts worked out by hand, the library folder (pads linked to
+decodes made once), resume after SIGKILL, shifted pitches, and every refusal before anything
+is written."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.cli import main
+from pipeline.config import load_space
+from pipeline.library import plan_library
+from pipeline.run import generate_space
+
+from .pipeline_helpers import workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY_TEST = ROOT / "models" / "n-synth" / "library-test"
+ONS_PITCHES = list(range(24, 85, 4))  # Open NSynth Super's 16 pitches
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def small_library(folder: Path, **fields) -> Path:
+    """Two sounds in NW (two pads), one in every other corner, two pitches, a 3 x 3 bilinear
+    grid of 0.1 s sounds, from the test library's notes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("bass", "trumpet", "guitar", "keyboard", "organ"):
+        for pitch in (48, 55):
+            (folder / f"{name}_{pitch}.wav").write_bytes((LIBRARY_TEST / f"{name}_{pitch}.wav").read_bytes())
+    library = {"name": "lib", "sounds": {"NW": ["bass", {"name": "trumpet", "label": "Trumpet"}],
+                                         "NE": "guitar", "SW": "keyboard", "SE": "organ"},
+               "pitches": [48, 55], "resolution": 3, "length": 0.1, "seed": 0, **fields}
+    (folder / "space.json").write_text(json.dumps(library))
+    return folder
+
+
+def tones(folder: Path, names, pitches, seconds: float = 0.05) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for pitch in pitches:
+            freq = 440 * 2 ** ((pitch - 69) / 12)
+            audio = 0.5 * np.sin(2 * np.pi * freq * np.arange(round(seconds * 16000)) / 16000)
+            soundfile.write(folder / f"{name}_{pitch}.wav", audio, 16000, subtype="PCM_16")
+
+
+def ons_library(folder: Path, per_corner: int) -> Path:
+    """Open NSynth Super's reference settings with short tones: `per_corner` sounds in each of
+    the four corners, its 16 pitches, a 9 x 9 radial grid."""
+    names = [f"inst{i:02d}" for i in range(16)]
+    tones(folder, names[:4 * per_corner], ONS_PITCHES)
+    corners = {c: names[i * per_corner:(i + 1) * per_corner]
+               for i, c in enumerate(["NW", "NE", "SW", "SE"])}
+    (folder / "space.json").write_text(json.dumps({
+        "name": f"ons{per_corner}", "sounds": corners, "pitches": ONS_PITCHES,
+        "resolution": 9, "weighting": "radial", "length": 4.0}))
+    return folder
+
+
+@pytest.mark.parametrize("per_corner, decodes", [(1, 1_232), (2, 10_368), (4, 118_016)])
+def test_plan_reports_open_nsynth_supers_counts(tmp_path, per_corner, decodes):
+    data = ons_library(tmp_path / "data", per_corner)
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset", str(data),
+                             "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["pads"] == per_corner ** 4 and plan["pitches"] == ONS_PITCHES
+    assert plan["cells"] == per_corner ** 4 * 16 * 81
+    assert plan["decodes"] == decodes
+    # 4 s sounds: hours of audio follow from the count; the estimates are there and positive.
+    assert plan["audio_hours"] == pytest.approx(decodes * 4 / 3600)
+    assert plan["cpu_hours"] > plan["audio_hours"] and plan["gpu_hours"] > 0
+    assert "assume" in result.stdout or "assumptions" in plan
+    text = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset", str(data)],
+                          cwd=ROOT, capture_output=True, text=True).stdout
+    assert f"distinct decodes: {decodes:,}" in text and "CPU hours" in text
+
+
+def test_a_huge_library_is_refused_without_yes_naming_its_cost(tmp_path, capsys):
+    data = ons_library(tmp_path / "data", 4)
+    flow = workflow(tmp_path)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "118,016 distinct decodes" in err and "CPU hours" in err and "--yes" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_small_library_end_to_end(tmp_path):
+    data = small_library(tmp_path / "data")
+    result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
+    library_dir = tmp_path / "out" / "lib"
+    # By hand: cells with a share of NW (x < 1 and y < 1: 4 of 9) differ between the two pads;
+    # the other 5 are the same mix in both. Per pitch 4 x 2 + 5 = 13 decodes, 26 for 2 pitches.
+    assert result.decoded == result.points == 26 and result.cells == 2 * 2 * 9
+    pads = sorted(p.name for p in library_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert pads == ["bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"]
+    for pad in pads:
+        for pitch in (48, 55):
+            names = sorted(p.name for p in (library_dir / pad / f"p{pitch}").glob("*.wav"))
+            assert names == sorted(f"x{x:02d}_y{y:02d}.wav" for x in range(3) for y in range(3))
+    one, two = (json.loads((library_dir / pad / "manifest.json").read_text()) for pad in pads)
+    cells_one = {c["file"]: c for c in one["cells"]}
+    cells_two = {c["file"]: c for c in two["cells"]}
+    shared = [f for f in cells_one if cells_one[f]["decode"] == cells_two[f]["decode"]]
+    assert len(shared) == 10  # 5 per pitch
+    for file in cells_one:
+        a, b = library_dir / pads[0] / file, library_dir / pads[1] / file
+        if file in shared:  # decoded once, the very same bytes in both pads
+            assert a.read_bytes() == b.read_bytes()
+            assert cells_one[file]["shared_by_cells"] == 2
+        else:
+            assert a.read_bytes() != b.read_bytes()
+        assert cells_one[file]["sha256"] == sha(a)
+    corner = cells_two["p55/x00_y00.wav"]
+    assert corner["pitch"] == 55 and corner["weights"] == {"trumpet": 1.0}
+    assert cells_one["p48/x02_y02.wav"]["weights"] == {"organ": 1.0}
+    assert cells_one["p48/x01_y01.wav"]["weights"] == {"bass": 0.25, "guitar": 0.25,
+                                                       "keyboard": 0.25, "organ": 0.25}
+    assert two["sounds"]["NW"] == {"name": "trumpet", "label": "Trumpet", "inputs": {
+        "48": {"file": "trumpet_48.wav", "shift_semitones": 0},
+        "55": {"file": "trumpet_55.wav", "shift_semitones": 0}}}
+    manifest = json.loads((library_dir / "library.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["decodes"] == 26 and manifest["counts"]["cells"] == 36
+    assert sorted(p["name"] for p in manifest["pads"]) == pads
+
+    # Deleting one pad leaves the other whole; a rerun decodes nothing and restores it.
+    before = {f: sha(library_dir / pads[1] / f) for f in cells_two}
+    for path in sorted((library_dir / pads[0]).rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    assert {f: sha(library_dir / pads[1] / f) for f in cells_two} == before
+    again = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
+    assert again.decoded == 0
+    assert sha(library_dir / pads[0] / "p48/x02_y02.wav") == cells_one["p48/x02_y02.wav"]["sha256"]
+
+
+def test_one_pad_at_one_pitch_matches_the_decode_of_its_mix(tmp_path):
+    """An independent path to a cell: encode the four corner notes with the model, mix them by
+    the cell's weights, decode with the cell's seed stream; the library's cell holds exactly
+    that (after the same post-processing)."""
+    from pipeline import postprocess
+    from pipeline.audio import load_sound
+    from pipeline.config import PostProcess
+    from pipeline.nsynth import NSynth
+
+    from .conftest import DEMO_MODEL
+
+    data = small_library(tmp_path / "data", pitches=[55])
+    generate_space(data, workflow(tmp_path, decode_batch=1), progress=False, log=lambda _: None)
+    cell = next(c for c in json.loads(
+        (tmp_path / "out/lib/trumpet_guitar_keyboard_organ/manifest.json").read_text())["cells"]
+        if c["name"] == "x01_y00")
+    model = NSynth.load(DEMO_MODEL)
+    z = model.encode(np.stack([load_sound(data / f"{s}_55.wav", 1600) for s in ("trumpet", "guitar")]))
+    mixed = (0.5 * z[0].astype(np.float64) + 0.5 * z[1]).astype(np.float32)
+    audio = model.generate(mixed[None], seed=[cell["seed"]], progress=False)[0]
+    expected = postprocess.process(audio, 1600, PostProcess().model_dump())
+    got, _ = soundfile.read(tmp_path / "out/lib/trumpet_guitar_keyboard_organ" / cell["file"],
+                            dtype="float32")
+    assert np.abs(got - expected).max() < 1e-3  # 16-bit rounding; a diverged decode is far off
+
+
+def test_kill_minus_nine_during_a_library_run_then_rerun(tmp_path):
+    data = small_library(tmp_path / "data")
+    flow = workflow(tmp_path, shard_size=1, decode_batch=1)
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--workflow",
+                                str(flow), "--dataset", str(data)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = tmp_path / "out" / "lib" / ".decodes" / ".soundspace" / "cells"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < 4:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list(records.glob("*.json")))
+    assert 4 <= done_before < 26, "the run finished before it could be killed"
+    assert json.loads((tmp_path / "out/lib/library.json").read_text())["status"] == "running"
+
+    result = generate_space(data, flow, progress=False, log=lambda _: None)
+    assert result.decoded == 26 - done_before
+    library_dir = tmp_path / "out" / "lib"
+    assert not [p for p in library_dir.rglob(".*.tmp")]
+    for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
+        for cell in json.loads((library_dir / pad / "manifest.json").read_text())["cells"]:
+            audio, rate = soundfile.read(library_dir / pad / cell["file"])
+            assert rate == 16000 and len(audio) == 1600 and cell["sha256"] == sha(library_dir / pad / cell["file"])
+
+
+def test_missing_pitches_shift_fills_them_from_the_nearest_and_records_the_shift(tmp_path):
+    data = tmp_path / "data"
+    tones(data, ["a", "b"], [57, 60, 64])
+    tones(data, ["one"], [69], seconds=0.5)  # A4, 440 Hz, at one pitch only
+    library = {"name": "shifted", "sounds": {"LEFT": ["one"], "RIGHT": ["a", "b"]},
+               "pitches": [64, 69, 72], "resolution": 2, "length": 0.5}
+    (data / "space.json").write_text(json.dumps(library))
+    assert main(["plan", "--dataset", str(data)]) == 2  # a, b have no 69 or 72; one has one pitch
+
+    for name in "ab":
+        tones(data, [name], [69, 72], seconds=0.5)
+    library["missing_pitches"] = "shift"
+    (data / "space.json").write_text(json.dumps(library))
+    plan = plan_library(*load_space(data))
+    assert {(i.sound, i.pitch): i.semitones for i in plan.inputs.values() if i.semitones} == {
+        ("one", 64): -5, ("one", 72): 3}
+    # The shifted note sounds where it should: its spectrum peaks at 440 Hz x 2^(3/12).
+    audio = plan.audio[("one", 72)][:4000]
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 1 << 16))
+    peak = np.argmax(spectrum) * 16000 / (1 << 16)
+    assert abs(1200 * np.log2(peak / 523.25)) < 5
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset", str(data),
+                             "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert {"sound": "one", "pitch": 72, "from": 69, "semitones": 3} in json.loads(result.stdout)["shifted"]
+
+
+def refused(tmp_path, capsys, data, *needles) -> None:
+    flow = workflow(tmp_path)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_pitches_error_names_the_sound_and_the_pitches(tmp_path, capsys):
+    data = small_library(tmp_path / "data", pitches=[48, 55, 60, 62])
+    refused(tmp_path, capsys, data, "sound bass has no file for pitch 60, 62", "missing_pitches")
+
+
+def test_bad_libraries_are_refused_before_anything_is_written(tmp_path, capsys):
+    data = small_library(tmp_path / "data", pitches=[48, 128])
+    refused(tmp_path, capsys, data, "pitches.1", "less than or equal to 127")
+    data = small_library(tmp_path / "d2", sounds={"NW": ["bass", "bass"], "NE": "guitar",
+                                                  "SW": "keyboard", "SE": "organ"})
+    refused(tmp_path, capsys, data, "corner NW lists bass more than once")
+    data = small_library(tmp_path / "d3", pattern="{sound}-{pitch}.flac")
+    refused(tmp_path, capsys, data, "matches no file", "bass-48.flac")
+    data = small_library(tmp_path / "d4", pattern="{sound}.wav")
+    refused(tmp_path, capsys, data, "must contain {pitch} and {sound}")
+    data = small_library(tmp_path / "d5", length=None)
+    seconds = soundfile.info(data / "organ_48.wav").frames
+    soundfile.write(data / "organ_48.wav", np.full(seconds // 2, 0.1), 16000)
+    refused(tmp_path, capsys, data, "pad bass_guitar_keyboard_organ have different lengths at "
+            "pitch 48", "organ 0.5 s", "set `length`")
+    data = small_library(tmp_path / "d6", pattern="../{sound}_{pitch}.wav")
+    refused(tmp_path, capsys, data, "must stay inside")
