@@ -112,8 +112,13 @@ class LibraryRun:
             self.records = _finished_records(store, self.points)
             self.todo = {spec.index: sum(p["cells"][0] not in self.records for p in spec.points)
                          for spec in self.specs}
-            written = [pads.LIBRARY_MANIFEST] + [d.file for d in library.decodes]
-            _check_writable(store, written, output.WRITTEN_FOLDERS[:2], self.bytes_left(pictures))
+            for name in [pads.LIBRARY_MANIFEST] + [pad.name for pad in library.pads]:
+                path = self.library_dir / name
+                if path.exists() and path.is_dir() != (name != pads.LIBRARY_MANIFEST):
+                    raise SoundspaceError(f"{path} is a {'folder' if path.is_dir() else 'file'}, "
+                                          "where the library writes the other; move it away")
+            _check_writable(store, [d.file for d in library.decodes], output.WRITTEN_FOLDERS[:2],
+                            self.bytes_left(pictures))
         self.save_manifest("running")
 
     def left(self) -> int:

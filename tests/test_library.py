@@ -2,6 +2,7 @@
 Super's published figures and counts worked out by hand, the library folder (pads linked to
 decodes made once), resume after SIGKILL, shifted pitches, and every refusal before anything
 is written."""
+import errno
 import hashlib
 import json
 import os
@@ -96,7 +97,7 @@ def test_a_huge_library_is_refused_without_yes_naming_its_cost(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
-def test_small_library_end_to_end(tmp_path):
+def test_small_library_end_to_end(tmp_path, monkeypatch):
     data = small_library(tmp_path / "data")
     result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
     library_dir = tmp_path / "out" / "lib"
@@ -116,8 +117,8 @@ def test_small_library_end_to_end(tmp_path):
     assert len(shared) == 10  # 5 per pitch
     for file in cells_one:
         a, b = library_dir / pads[0] / file, library_dir / pads[1] / file
-        if file in shared:  # decoded once, the very same bytes in both pads
-            assert a.read_bytes() == b.read_bytes()
+        if file in shared:  # decoded once: one file, hard-linked into both pads
+            assert a.read_bytes() == b.read_bytes() and os.path.samefile(a, b)
             assert cells_one[file]["shared_by_cells"] == 2
         else:
             assert a.read_bytes() != b.read_bytes()
@@ -133,6 +134,7 @@ def test_small_library_end_to_end(tmp_path):
     manifest = json.loads((library_dir / "library.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["counts"]["decodes"] == 26 and manifest["counts"]["cells"] == 36
+    assert manifest["pad_files"] == {"hard_links": 36, "copies": 0}
     assert sorted(p["name"] for p in manifest["pads"]) == pads
 
     # Deleting one pad leaves the other whole; a rerun decodes nothing and restores it.
@@ -144,9 +146,23 @@ def test_small_library_end_to_end(tmp_path):
     assert again.decoded == 0
     assert sha(library_dir / pads[0] / "p48/x02_y02.wav") == cells_one["p48/x02_y02.wav"]["sha256"]
 
+    # A file system without hard links (FAT on a sampler's card, another device): copies.
+    def no_links(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", no_links)
+    for path in sorted((library_dir / pads[0]).rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
+    copied = library_dir / pads[0] / "p48/x02_y02.wav"
+    assert sha(copied) == cells_one["p48/x02_y02.wav"]["sha256"]
+    assert not os.path.samefile(copied, library_dir / pads[1] / "p48/x02_y02.wav")
+    manifest = json.loads((library_dir / "library.json").read_text())
+    assert manifest["pad_files"] == {"hard_links": 18, "copies": 18}
+
 
 def test_one_pad_at_one_pitch_matches_the_decode_of_its_mix(tmp_path):
-    """An independent path to a cell: encode the four corner notes with the model, mix them by
+    """An independent path to a cell: encode the two end notes with the model, mix them by
     the cell's weights, decode with the cell's seed stream; the library's cell holds exactly
     that (after the same post-processing)."""
     from pipeline import postprocess
@@ -156,18 +172,19 @@ def test_one_pad_at_one_pitch_matches_the_decode_of_its_mix(tmp_path):
 
     from .conftest import DEMO_MODEL
 
-    data = small_library(tmp_path / "data", pitches=[55])
+    data = small_library(tmp_path / "data", pitches=[55],
+                         sounds={"LEFT": ["trumpet"], "RIGHT": ["guitar"]})
     generate_space(data, workflow(tmp_path, decode_batch=1), progress=False, log=lambda _: None)
-    cell = next(c for c in json.loads(
-        (tmp_path / "out/lib/trumpet_guitar_keyboard_organ/manifest.json").read_text())["cells"]
-        if c["name"] == "x01_y00")
+    pad = tmp_path / "out/lib/trumpet_guitar"
+    cell = next(c for c in json.loads((pad / "manifest.json").read_text())["cells"]
+                if c["name"] == "x01_y00")
+    assert cell["weights"] == {"guitar": 0.5, "trumpet": 0.5}
     model = NSynth.load(DEMO_MODEL)
     z = model.encode(np.stack([load_sound(data / f"{s}_55.wav", 1600) for s in ("trumpet", "guitar")]))
     mixed = (0.5 * z[0].astype(np.float64) + 0.5 * z[1]).astype(np.float32)
     audio = model.generate(mixed[None], seed=[cell["seed"]], progress=False)[0]
     expected = postprocess.process(audio, 1600, PostProcess().model_dump())
-    got, _ = soundfile.read(tmp_path / "out/lib/trumpet_guitar_keyboard_organ" / cell["file"],
-                            dtype="float32")
+    got, _ = soundfile.read(pad / cell["file"], dtype="float32")
     assert np.abs(got - expected).max() < 1e-3  # 16-bit rounding; a diverged decode is far off
 
 
@@ -187,7 +204,8 @@ def test_kill_minus_nine_during_a_library_run_then_rerun(tmp_path):
     assert 4 <= done_before < 26, "the run finished before it could be killed"
     assert json.loads((tmp_path / "out/lib/library.json").read_text())["status"] == "running"
 
-    result = generate_space(data, flow, progress=False, log=lambda _: None)
+    # Resumed with the whole rest in one batch (a cell's key does not depend on the batch).
+    result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
     assert result.decoded == 26 - done_before
     library_dir = tmp_path / "out" / "lib"
     assert not [p for p in library_dir.rglob(".*.tmp")]
