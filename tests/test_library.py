@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from pipeline import SoundspaceError
 from pipeline.cli import main
 from pipeline.config import load_space
 from pipeline.library import plan_library
@@ -240,6 +241,13 @@ def test_missing_pitches_shift_fills_them_from_the_nearest_and_records_the_shift
                              "--json"], cwd=ROOT, capture_output=True, text=True)
     assert {"sound": "one", "pitch": 72, "from": 69, "semitones": 3} in json.loads(result.stdout)["shifted"]
 
+    library["pitches"] = [69, 76]  # 7 semitones above the one note: more than the default 6
+    tones(data, ["a", "b"], [76], seconds=0.5)
+    (data / "space.json").write_text(json.dumps(library))
+    with pytest.raises(SoundspaceError, match="nearest pitch \\(69\\) is 7 semitones away, more than "
+                       "max_shift_semitones \\(6\\)"):
+        plan_library(*load_space(data))
+
 
 def refused(tmp_path, capsys, data, *needles) -> None:
     flow = workflow(tmp_path)
@@ -273,3 +281,44 @@ def test_bad_libraries_are_refused_before_anything_is_written(tmp_path, capsys):
             "pitch 48", "organ 0.5 s", "set `length`")
     data = small_library(tmp_path / "d6", pattern="../{sound}_{pitch}.wav")
     refused(tmp_path, capsys, data, "must stay inside")
+
+
+def test_a_library_without_pitches_is_pads_of_plain_files(tmp_path):
+    """Several sounds at a line end and no pitches: pads of one note each, files `{sound}.wav`,
+    cells straight in the pad folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("bass", "trumpet", "guitar"):
+        (data / f"{name}.wav").write_bytes((LIBRARY_TEST / f"{name}_48.wav").read_bytes())
+    (data / "space.json").write_text(json.dumps({
+        "name": "line", "sounds": {"LEFT": ["bass", "trumpet"], "RIGHT": ["guitar"]},
+        "resolution": 3, "length": 0.1}))
+    flow = workflow(tmp_path)
+    (tmp_path / "out" / "line").mkdir(parents=True)
+    (tmp_path / "out" / "line" / "bass_guitar").write_text("a file where a pad folder goes")
+    with pytest.raises(SoundspaceError, match="bass_guitar is a file, where the library writes"):
+        generate_space(data, flow, progress=False, log=lambda _: None)
+    assert not list((tmp_path / "out" / "line" / ".decodes").glob("*.wav"))
+    (tmp_path / "out" / "line" / "bass_guitar").unlink()
+    result = generate_space(data, flow, progress=False, log=lambda _: None)
+    # By hand: the left end and the middle differ by pad (2 + 2), the right end is shared (1).
+    assert (result.cells, result.decoded) == (6, 5)
+    for pad in ("bass_guitar", "trumpet_guitar"):
+        assert sorted(p.name for p in (result.space_dir / pad).glob("*.wav")) == [
+            "x00_y00.wav", "x01_y00.wav", "x02_y00.wav"]
+    assert os.path.samefile(result.space_dir / "bass_guitar/x02_y00.wav",
+                            result.space_dir / "trumpet_guitar/x02_y00.wav")
+
+    # A changed input remakes exactly the decodes that use it: guitar is in 3 of the 5.
+    guitar, _ = soundfile.read(data / "guitar.wav", dtype="float32")
+    soundfile.write(data / "guitar.wav", 0.5 * guitar, 16000, subtype="PCM_16")
+    assert generate_space(data, flow, progress=False, log=lambda _: None).decoded == 3
+
+    # Another dataset whose library has the same name and none of these sounds: refused.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("bass", "trumpet", "guitar"):
+        (other / f"{name}.wav").write_bytes((LIBRARY_TEST / f"{name}_60.wav").read_bytes())
+    (other / "space.json").write_text((data / "space.json").read_text())
+    with pytest.raises(SoundspaceError, match="holds a library made from other sounds"):
+        generate_space(other, flow, progress=False, log=lambda _: None)

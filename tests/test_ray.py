@@ -6,6 +6,7 @@ one run. The node declares one (logical) GPU, so that GPU scheduling is exercise
 machine. The loopback setting below is this fixture's only: it turns Ray's multi-node mode off
 (tests/test_ray_cluster.py runs two nodes without it). scripts/test installs the `ray` extra and
 sets SOUNDSPACE_REQUIRE_RAY."""
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pipeline.run import generate_space, generate_spaces
 from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs
 
+ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 os.environ.update(LOOPBACK)  # before Ray is imported: it reads them at import
 
@@ -187,18 +189,21 @@ def test_device_auto_asks_for_the_clusters_gpu(tmp_path, cluster):
 
 
 def test_a_library_on_ray_is_identical_to_the_local_one(tmp_path, cluster):
-    from .test_library import small_library
-
-    data = small_library(tmp_path / "data")
-    local = generate_space(data, workflow(tmp_path / "local", shard_size=7), progress=False,
+    """The test library (16 pads x 3 pitches x 9 cells, 120 decodes), its notes cut to 0.1 s."""
+    library = ROOT / "models" / "n-synth" / "library-test"
+    data = tmp_path / "data"
+    shutil.copytree(library, data)
+    space = json.loads((data / "space.json").read_text())
+    (data / "space.json").write_text(json.dumps({**space, "length": 0.1}))
+    local = generate_space(data, workflow(tmp_path / "local", shard_size=20), progress=False,
                            log=quiet)
-    remote = generate_space(data, ray_workflow(tmp_path / "ray", cluster, shard_size=7),
+    remote = generate_space(data, ray_workflow(tmp_path / "ray", cluster, shard_size=20),
                             progress=False, log=quiet)
-    assert remote.decoded == local.decoded == 26 and remote.shards == local.shards == 4
+    assert remote.decoded == local.decoded == 120 and remote.shards == local.shards == 6
 
     def pad_files(library_dir):
         return {str(p.relative_to(library_dir)): p.read_bytes()
                 for p in sorted(library_dir.glob("*/p*/*.wav"))}
 
-    assert len(pad_files(local.space_dir)) == 36
+    assert len(pad_files(local.space_dir)) == 16 * 3 * 9
     assert pad_files(remote.space_dir) == pad_files(local.space_dir)
