@@ -1,7 +1,10 @@
 """`soundspace bench` runs its workers and prints its figures (timing goals are not tested)."""
+import pytest
+
 from pipeline.cli import main
 
 
+@pytest.mark.full
 def test_bench_prints_step_time_bare_products_and_memory(capsys):
     assert main(["bench", "--batches", "2", "--math", "numpy", "--frames", "1", "--no-encode"]) == 0
     out = capsys.readouterr().out

@@ -171,6 +171,7 @@ def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path,
     _report("Docker smoke test", timings, capsys, f"image soundspace:cpu: {size / 1e9:.2f} GB")
 
 
+@pytest.mark.full
 def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
     """CHECKPOINT=official, pointed at a loopback server holding the tiny checkpoint's tar: the
     build stage downloads and converts it; the runtime image loads it and has no TensorFlow."""
@@ -197,6 +198,7 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
     _report("Checkpoint baked into the image", timings, capsys)
 
 
+@pytest.mark.full
 def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
     """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
     writes on the host is byte for byte the one the local backend makes here."""
