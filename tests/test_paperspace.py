@@ -82,6 +82,25 @@ def test_test_space_on_the_standin_equals_the_local_one(tmp_path, standin, capsy
     assert KEY not in everything
 
 
+def test_a_library_on_the_standin_equals_the_local_one(tmp_path, standin):
+    """A library's decodes travel in jobs like a space's cells (one job per pitch here)."""
+    from .test_library import small_library
+
+    data = small_library(tmp_path / "data")
+    local = generate_space(data, workflow(tmp_path / "local"), progress=False, log=quiet)
+    remote = generate_space(data, paperspace_workflow(tmp_path / "ps", standin), progress=False,
+                            log=quiet)
+    assert remote.decoded == local.decoded == 26 and remote.shards == 2
+    assert len([r for r in standin.requests if r["path"] == "/jobs/createJob"]) == 2
+
+    def pad_files(library_dir):
+        return {str(p.relative_to(library_dir)): p.read_bytes()
+                for p in sorted(library_dir.glob("*/p*/*.wav"))}
+
+    assert len(pad_files(local.space_dir)) == 36
+    assert pad_files(remote.space_dir) == pad_files(local.space_dir)
+
+
 def test_several_jobs_and_a_preempted_one_resubmitted(tmp_path, standin):
     standin.faults.preempt = 1
     flow = paperspace_workflow(tmp_path, standin, shard_size=3, parallel_shards=3, decode_batch=1)
