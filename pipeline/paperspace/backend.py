@@ -34,11 +34,14 @@ from .. import SoundspaceError, output
 from ..files import inside
 from ..backends import run_tasks
 from ..shards import SHARD_MANIFEST, ShardSpec, pending
+from ..space import WORK_NAME
 from .client import JobsClient
 
 RETRIED = {"failed", "error", "preempted"}
 TERMINAL = RETRIED | {"stopped", "cancelled"}
-CELL_FILE = re.compile(r"^x\d+_y\d+\.wav$")
+# The files of a job that belong to the space: cells (or a library's decodes) and their records.
+CELL_FILE = re.compile(rf"^({WORK_NAME.pattern})\.wav$")
+RECORD_FILE = re.compile(rf"^\.soundspace/cells/({WORK_NAME.pattern})\.json$")
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a job id becomes part of URLs and log lines
 
 
@@ -203,8 +206,7 @@ class PaperspaceBackend:
             for item in listing:
                 name = str(item.get("file", ""))
                 target = inside(incoming, name, f"artifact of job {job_id}")
-                if not (CELL_FILE.match(name) or name == SHARD_MANIFEST
-                        or re.match(r"^\.soundspace/cells/x\d+_y\d+\.json$", name)):
+                if not (CELL_FILE.match(name) or name == SHARD_MANIFEST or RECORD_FILE.match(name)):
                     continue  # something else the job wrote: not part of the space
                 target.parent.mkdir(parents=True, exist_ok=True)
                 url = item.get("url")
