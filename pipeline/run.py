@@ -197,7 +197,18 @@ def encoder(workflow, model_dir):
     return NSynth.load(model_dir, device=workflow.device if workflow.backend == "local" else "auto")
 
 
-class _SpaceRun:
+class ShardProgress:
+    """What a run (space or library) does as each shard comes back: count, time, record, save."""
+
+    def shard_done(self, spec, result: dict) -> None:
+        self.decoded += result["decoded"]
+        for stage, seconds in result["seconds"].items():
+            self.inside_decode[stage] = self.inside_decode.get(stage, 0.0) + seconds
+        self.records.update(_finished_records(self.space_dir, spec.points))
+        self.save_manifest("running")
+
+
+class _SpaceRun(ShardProgress):
     """One space through the stages. `prepare` runs everything up to the shard plan (and refuses
     bad input before anything is written); the decode of all spaces runs together; `finish`
     writes embeddings, manifest and explorer."""
@@ -294,13 +305,6 @@ class _SpaceRun:
             self.space, self.folder, self.workflow, self.workflow_path, self.model, self.model_dir,
             self.grid, self.records, self.watch.seconds, self.inside_decode, status, missing or {},
             self.decoded, self.earlier_runs, self.sounds_sha256))
-
-    def shard_done(self, spec, result: dict) -> None:
-        self.decoded += result["decoded"]
-        for stage, seconds in result["seconds"].items():
-            self.inside_decode[stage] = self.inside_decode.get(stage, 0.0) + seconds
-        self.records.update(_finished_records(self.space_dir, spec.points))
-        self.save_manifest("running")
 
     def finish(self, pictures: bool) -> RunResult:
         grid, space_dir = self.grid, self.space_dir

@@ -22,13 +22,14 @@ import numpy as np
 from . import SoundspaceError, output, pads, shards
 from .audio import SAMPLE_RATE
 from .library import MAX_DECODES, plan_library
-from .run import RunResult, _check_writable, _finished_records, encoder, setup
+from .run import (RunResult, ShardProgress, _check_writable, _finished_records, encoder,
+                  setup)
 from .space import interpolate
 
 ENCODE_BATCH = 8  # sounds encoded together (memory grows with it)
 
 
-class LibraryRun:
+class LibraryRun(ShardProgress):
     def __init__(self, space, folder, watch, workflow_path, force: bool, output_dir, yes: bool):
         self.watch, self.inside_decode, self.decoded = watch, {}, 0
         self.space, self.folder, self.force, self.workflow_path = space, folder, force, workflow_path
@@ -136,13 +137,6 @@ class LibraryRun:
         left = sum(blocks(wav[d.pitch]) + 4096 for d in library.decodes if d.name not in self.records)
         pad_cells = len(library.pads) * len(library.grid) * sum(blocks(w) for w in wav.values())
         return left + pad_cells + (1 << 20)
-
-    def shard_done(self, spec, result: dict) -> None:
-        self.decoded += result["decoded"]
-        for stage, seconds in result["seconds"].items():
-            self.inside_decode[stage] = self.inside_decode.get(stage, 0.0) + seconds
-        self.records.update(_finished_records(self.space_dir, spec.points))
-        self.save_manifest("running")
 
     def save_unfinished(self) -> list[str]:
         self.records = _finished_records(self.space_dir, self.points)
