@@ -245,8 +245,9 @@ def cmd_train(args) -> None:
         config = ModelConfig.from_dict({**base, **sizes})
     options = TrainOptions(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                            seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           input_noise=args.input_noise)
-    out = train(sounds, args.out, config=config, init=init, options=options, device=args.device)
+                           input_noise=args.input_noise, onset_crops=args.onset_crops)
+    out = train(sounds, args.out, config=config, init=init, options=options, device=args.device,
+                compile=args.compile)
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
 
@@ -267,6 +268,28 @@ def cmd_inputs(args) -> None:
                                args.length, args.name, _out_dir(args.out),
                                velocity=args.velocity, progress=lambda pitch: bar.update())
     print(f"wrote {len(written)} note(s): {', '.join(p.name for p in written)} in {args.out}/")
+
+
+def cmd_export(args) -> None:
+    from .export import export
+
+    loop = None
+    if args.loop or args.loop_start is not None or args.loop_end is not None:
+        loop = (0.2 if args.loop_start is None else args.loop_start,
+                0.41 if args.loop_end is None else args.loop_end)
+    marker = export(args.source, args.format, args.out, pitch=args.pitch, length=args.length,
+                    data_directory=args.data_directory, cc_x=args.cc_x, cc_y=args.cc_y,
+                    extend=args.extend, attack=args.attack, release=args.release, loop=loop)
+    pads = len(marker["pads"])
+    where = Path(args.out)
+    if args.format == "onss":
+        print(f"exported {pads} pad(s) for Open NSynth Super to {where}/: copy {where}/pads/ to the "
+              f"device's {marker['options']['data_directory']} and merge "
+              f"{where}/settings-fragment.json into its settings.json")
+    else:
+        print(f"exported {pads} SFZ instrument(s) to {where}/: open {where}/"
+              f"{marker['files'][0]} in a sampler; CC {marker['options']['cc_x']} moves x"
+              + (f", CC {marker['options']['cc_y']} moves y" if len(marker["labels"]) == 4 else ""))
 
 
 def cmd_bench(args) -> None:
@@ -416,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--input-noise", type=float, default=0.0,
                    help="std of noise on the decoder's input samples (1/128 = one mu-law bin)")
+    p.add_argument("--onset-crops", type=float, default=0.0,
+                   help="fraction of crops that start at a sound's first sample (0..1)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the training step (a minute first, then ~1.4x faster on CPU)")
     p.add_argument("--device", default="cpu")
     for field in DEMO_SIZE:
         p.add_argument(f"--{field.replace('_', '-')}", type=int, dest=field,
@@ -437,6 +464,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the sound's name: files are written as NAME_PITCH.wav")
     p.add_argument("--out", required=True, help="folder for the notes (a library's dataset)")
     p.set_defaults(func=cmd_inputs)
+
+    p = sub.add_parser("export", help="a space or library as an instrument: Open NSynth Super "
+                                      "pads (onss) or SFZ")
+    p.add_argument("source", help="a space or library folder (OUTPUT/<name>)")
+    p.add_argument("--format", required=True, help="onss (Open NSynth Super) or sfz")
+    p.add_argument("--out", required=True, help="export folder (new, empty or an earlier export)")
+    p.add_argument("--pitch", type=_midi_number("--pitch"),
+                   help="MIDI note of a space's sounds (default 60); a library knows its pitches")
+    p.add_argument("--length", type=int, help="onss: samples per sound at 16 kHz (default 60000)")
+    p.add_argument("--data-directory", help="onss: the pads folder on the device "
+                                              "(default /home/pi/pads)")
+    p.add_argument("--cc-x", type=_midi_number("--cc-x"), help="sfz: controller for x (default 1)")
+    p.add_argument("--cc-y", type=_midi_number("--cc-y"), help="sfz: controller for y (default 2)")
+    p.add_argument("--extend", type=int,
+                   help="sfz: semitones played beyond the lowest and highest pitch (default 12)")
+    p.add_argument("--attack", type=float, help="sfz: attack in seconds (default 0.005)")
+    p.add_argument("--release", type=float, help="sfz: release in seconds (default 0.15)")
+    p.add_argument("--loop", action="store_true",
+                   help="sfz: loop while a key is held, from 20 %% to 41 %% of the sound")
+    p.add_argument("--loop-start", type=float, help="sfz: loop start, a fraction of the sound")
+    p.add_argument("--loop-end", type=float, help="sfz: loop end, a fraction of the sound")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="time the engine on the full-size network")
     p.add_argument("--batches", default="1,16,81", help="comma-separated batch sizes")

@@ -41,6 +41,11 @@ class TrainOptions:
     # is 1/128). A decoder trained only on clean inputs can predict them well yet drift once it
     # feeds on its own samples; noisy inputs push it to lean on the conditioning instead.
     input_noise: float = 0.0
+    # Fraction of crops that start at a sound's first sample. Generation always starts there,
+    # from silence, and the first periods it draws set the pitch it then sustains; a random crop
+    # starts at the onset almost never, so the decoder learns to continue whatever period it
+    # hears rather than to choose one from the embedding.
+    onset_crops: float = 0.0
 
 
 def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0) -> torch.Tensor:
@@ -59,6 +64,8 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0) -> 
 def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
     if not sounds:
         raise SoundspaceError("no sounds to train on")
+    if not 0 <= options.onset_crops <= 1:
+        raise SoundspaceError(f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1")
     if options.crop <= 0 or options.crop % hop:
         raise SoundspaceError(f"--crop {options.crop} must be a positive multiple of the hop ({hop})")
     short = [f"{name} ({len(a)} samples)" for name, a in sounds.items() if len(a) < options.crop]
@@ -71,8 +78,13 @@ def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
 
 
 def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth | None = None,
-          options: TrainOptions = TrainOptions(), device: str = "cpu", progress: bool = True) -> Path:
-    """Train on `{name: float32 16 kHz audio}`; write a model folder to `out_dir`; return it."""
+          options: TrainOptions = TrainOptions(), device: str = "cpu", progress: bool = True,
+          compile: bool = False) -> Path:
+    """Train on `{name: float32 16 kHz audio}`; write a model folder to `out_dir`; return it.
+
+    `compile` runs the step through `torch.compile`: about a minute of compiling first, then
+    each step ~1.4x faster on CPU (the gated layers' elementwise work is fused).
+    """
     from tqdm.auto import tqdm
 
     if init is not None:
@@ -123,6 +135,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
             "trained_on": names, "steps": step, "loss": loss, "options": asdict(options),
             "init": init.identity if init is not None else None})
 
+    step_loss = torch.compile(loss_on) if compile else loss_on
     loss_value = float("nan")
     with tqdm(total=options.steps, initial=step, disable=not progress, unit="step",
               desc="training") as bar:
@@ -131,8 +144,11 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                 group["lr"] = options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / options.steps)))
             picks = rng.integers(len(audio), size=options.batch)
             starts = [int(rng.integers(len(audio[k]) - options.crop + 1)) for k in picks]
+            if options.onset_crops:
+                starts = [0 if onset else s for s, onset in
+                          zip(starts, rng.random(options.batch) < options.onset_crops)]
             crops = torch.stack([audio[k][s:s + options.crop] for k, s in zip(picks, starts)])
-            loss = loss_on(net, crops, options.input_noise)
+            loss = step_loss(net, crops, options.input_noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,86 @@
+"""Open NSynth Super: one header-less int16 file per pad, and the app's settings for them.
+
+The device's app (openFrameworks, `NSynth.cpp`) loads `<dataDirectory>/<pad>.bin` as a matrix of
+`resolution * resolution * len(pitches)` rows of `length` little-endian int16 samples and plays
+row `(yi * resolution + xi) * len(pitches) + pitch_index`, where (xi, yi) is the touched cell
+from the top left and the pitch is the generated one nearest the played note. `<pad>` joins the
+current instrument names of its four corners with `_` in the order top-left, top-right,
+bottom-left, bottom-right: NW, NE, SW, SE, the order of a soundspace pad's name.
+
+Every sound goes through Open NSynth Super's own post-processing to the device length; a space
+already made with that chain at that length is copied sample for sample.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .. import SoundspaceError
+from ..audio import wav_bytes
+from ..postprocess import open_nsynth_super_chain
+from .source import Source, read_cell
+
+DEVICE_LENGTH = 60000  # samples at 16 kHz, the app's default
+DEVICE_DATA_DIRECTORY = "/home/pi/pads"  # where the app's own settings look for pads
+PADS = "pads"
+SETTINGS = "settings-fragment.json"
+
+
+def check(source: Source) -> None:
+    if source.line:
+        raise SoundspaceError(f"{source.folder} is a line of 2 sounds; Open NSynth Super plays a "
+                              "square of 4 corners: export it with --format sfz, or make a "
+                              "4-sound space")
+
+
+def _int16(audio: np.ndarray) -> np.ndarray:
+    """Float samples as the 16-bit values a WAV of them holds (the same rounding as every cell)."""
+    import soundfile
+
+    return soundfile.read(io.BytesIO(wav_bytes(audio)), dtype="int16")[0]
+
+
+def device_samples(source: Source, cell, length: int) -> np.ndarray:
+    samples = read_cell(cell)
+    if source.chain == "open-nsynth-super" and len(samples) == length:
+        return samples  # already the device's chain at the device's length
+    return _int16(open_nsynth_super_chain(samples.astype(np.float32) / 32768, length))
+
+
+def display(label: str) -> tuple[str, str]:
+    """The device's 8-character display name and 2-character abbreviation of an instrument."""
+    words = re.findall(r"[A-Za-z0-9]+", label.upper()) or ["?"]
+    abbr = (words[0][0] + words[1][0]) if len(words) > 1 else (words[0] + words[0])[:2]
+    return " ".join(words)[:8].rstrip(), abbr
+
+
+def write(source: Source, out: Path, bar, length: int = DEVICE_LENGTH,
+          data_directory: str = DEVICE_DATA_DIRECTORY) -> list[str]:
+    """Write every pad's `.bin` under `out/pads/` and the settings fragment; returns the files."""
+    (out / PADS).mkdir()
+    written = []
+    for pad in source.pads:
+        # The app loads the file named by the corners' instrument names (a library's pad name).
+        path = out / PADS / ("_".join(i.name for i in pad.corners) + ".bin")
+        with open(path, "wb") as f:
+            for row in range(source.resolution):
+                for column in range(source.resolution):
+                    for pitch in source.pitches:
+                        f.write(device_samples(source, pad.cells[(column, row, pitch)], length)
+                                .astype("<i2").tobytes())
+                        bar.update()
+        written.append(f"{PADS}/{path.name}")
+    settings = {
+        "nsynth": {"dataDirectory": data_directory, "resolution": source.resolution,
+                   "pitches": list(source.pitches), "length": length, "sampleRate": 16000},
+        "corners": [{"instruments": [dict(zip(("name", "display", "abbr"),
+                                              (i.name, *display(i.label))))
+                                     for i in source.instruments[label]]}
+                    for label in source.labels],
+    }
+    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    return written + [SETTINGS]

@@ -1,0 +1,260 @@
+"""Exports for instruments: Open NSynth Super pad files read back with numpy in the device's row
+order, SFZ instruments played by a real SFZ engine (sfizz, from the pysfizz package), and every
+refusal with nothing written."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from pipeline.cli import main
+from pipeline.postprocess import open_nsynth_super_chain
+from pipeline.run import generate_space
+
+from .pipeline_helpers import dataset, workflow
+from .test_library import small_library
+
+SFIZZ = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
+    / "site-packages" / "bin" / "sfizz_render"
+CORNERS = {"NW": 0, "NE": 1, "SW": 2, "SE": 3}  # the device's corner order
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict:
+    """A 4-sound space (default post-processing, 0.2 s), a line, and a 2-pad 2-pitch library made
+    with Open NSynth Super's chain (0.1 s), all with the demo model."""
+    root = tmp_path_factory.mktemp("export")
+    quiet = {"progress": False, "log": lambda _: None, "pictures": False}
+    generate_space(dataset(root / "square", length=0.2), workflow(root), **quiet)
+    generate_space(dataset(root / "line", labels=("LEFT", "RIGHT"), name="line", length=0.1),
+                   workflow(root), **quiet)
+    generate_space(small_library(root / "lib", postprocess={"chain": "open-nsynth-super"}),
+                   workflow(root), **quiet)
+    return {"root": root, "space": root / "out" / "space", "line": root / "out" / "line",
+            "library": root / "out" / "lib"}
+
+
+def export(*args) -> int:
+    return main(["export", *map(str, args)])
+
+
+def int16(path: Path) -> np.ndarray:
+    return soundfile.read(path, dtype="int16")[0]
+
+
+def cells_by_weights(manifest: dict) -> dict:
+    return {json.dumps(c["weights"], sort_keys=True): c for c in manifest["cells"]}
+
+
+def test_onss_rows_of_a_library_are_its_cells_in_device_order(made, tmp_path):
+    out = tmp_path / "onss"
+    assert export(made["library"], "--format", "onss", "--out", out, "--length", 1600) == 0
+    pitches, res = [48, 55], 3
+    for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
+        rows = np.fromfile(out / "pads" / f"{pad}.bin", dtype="<i2")
+        assert rows.size == res * res * len(pitches) * 1600
+        rows = rows.reshape(-1, 1600)
+        manifest = json.loads((made["library"] / pad / "manifest.json").read_text())
+        for cell in manifest["cells"]:  # made with the device's chain at this length: verbatim
+            row = (cell["row"] * res + cell["column"]) * len(pitches) + pitches.index(cell["pitch"])
+            assert np.array_equal(rows[row], int16(made["library"] / pad / cell["file"])), cell["file"]
+    settings = json.loads((out / "settings-fragment.json").read_text())
+    assert settings["nsynth"] == {"dataDirectory": "/home/pi/pads", "resolution": 3,
+                                  "pitches": [48, 55], "length": 1600, "sampleRate": 16000}
+    names = [[i["name"] for i in corner["instruments"]] for corner in settings["corners"]]
+    assert names == [["bass", "trumpet"], ["guitar"], ["keyboard"], ["organ"]]
+    trumpet = settings["corners"][0]["instruments"][1]
+    assert trumpet == {"name": "trumpet", "display": "TRUMPET", "abbr": "TR"}
+    marker = json.loads((out / "export.json").read_text())
+    assert marker["format"] == "onss" and sorted(marker["pads"]) == [
+        "bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"]
+
+
+def test_onss_of_a_space_pins_the_corner_order_and_applies_the_device_chain(made, tmp_path):
+    out = tmp_path / "onss"
+    assert export(made["space"], "--format", "onss", "--out", out, "--length", 4000) == 0
+    manifest = json.loads((made["space"] / "manifest.json").read_text())
+    files = {label: s["file"][:-4] for label, s in manifest["inputs"].items()}
+    # The device joins the corner names top-left, top-right, bottom-left, bottom-right.
+    name = "_".join(files[label] for label in ("NW", "NE", "SW", "SE"))
+    assert [p.name for p in (out / "pads").iterdir()] == [f"{name}.bin"]
+    rows = np.fromfile(out / "pads" / f"{name}.bin", dtype="<i2").reshape(9, 4000)
+    by_weights = cells_by_weights(manifest)
+    # Four different sounds at the corners; each sits where the device's touch grid has it.
+    device_row = {"NW": 0, "NE": 2, "SW": 6, "SE": 8}
+    for label, row in device_row.items():
+        corner = by_weights[json.dumps({k: float(k == label) for k in CORNERS}, sort_keys=True)]
+        wav = int16(made["space"] / corner["file"]).astype(np.float32) / 32768
+        expected = open_nsynth_super_chain(wav, 4000)  # cut, trimmed, -12 dBFS, 8-sample fades
+        assert np.abs(rows[row] / 32768 - expected).max() <= 1 / 32768, label
+        assert abs(np.abs(rows[row]).max() - 32768 * 10 ** (-12 / 20)) <= 1  # -12 dBFS peak
+        assert not rows[row][3200:].any()  # 0.2 s of sound, zero-padded to the device length
+    assert len({rows[r].tobytes() for r in device_row.values()}) == 4
+    settings = json.loads((out / "settings-fragment.json").read_text())
+    assert [c["instruments"][0]["name"] for c in settings["corners"]] == name.split("_")
+    assert settings["nsynth"]["pitches"] == [60]
+
+
+def render(sfz: Path, note: int, ccs: dict, seconds: float, out: Path) -> np.ndarray:
+    """`note` held for `seconds` with controllers `ccs`, through sfizz at 16 kHz; mono."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500_000))  # 960 ticks per second
+    for control, value in ccs.items():
+        track.append(mido.Message("control_change", control=control, value=value, time=0))
+    track.append(mido.Message("note_on", note=note, velocity=127, time=0))
+    track.append(mido.Message("note_off", note=note, velocity=0, time=round(seconds * 960)))
+    track.append(mido.MetaMessage("end_of_track", time=480))
+    midi.save(out.with_suffix(".mid"))
+    result = subprocess.run([str(SFIZZ), "--sfz", str(sfz), "--midi", str(out.with_suffix(".mid")),
+                             "--wav", str(out), "-s", "16000", "--use-eot"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    audio, rate = soundfile.read(out)
+    assert rate == 16000
+    return audio.mean(axis=1)
+
+
+def similarity(rendered: np.ndarray, sound: np.ndarray) -> float:
+    """Normalised cross-correlation of `sound` with the rendering, best lag up to 20 ms."""
+    best = -1.0
+    for lag in range(0, 320):
+        part = rendered[lag:lag + len(sound)]
+        if len(part) < len(sound):
+            break
+        best = max(best, float(part @ sound / np.sqrt((part @ part) * (sound @ sound))))
+    return best
+
+
+def peak_hz(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 1 << 16))
+    return float(np.argmax(spectrum)) * 16000 / (1 << 16)
+
+
+@pytest.mark.skipif(not SFIZZ.is_file(), reason="sfizz_render comes with the test extras (pysfizz)")
+def test_sfz_plays_each_cell_by_controllers_and_the_nearest_pitch_in_sfizz(made, tmp_path):
+    out = tmp_path / "sfz"
+    assert export(made["library"], "--format", "sfz", "--out", out) == 0
+    pad = "trumpet_guitar_keyboard_organ"
+    sfz = out / f"{pad}.sfz"
+    text = sfz.read_text()
+    assert "pitch_keycenter=48 lokey=36 hikey=51" in text and "lokey=52 hikey=67" in text
+    sounds = {(c, r, p): soundfile.read(made["library"] / pad / f"p{p}/x{c:02d}_y{r:02d}.wav")[0]
+              for c in range(3) for r in range(3) for p in (48, 55)}
+    # CC 1 (x) 0..127 over 3 columns: 0-41, 42-84, 85-127; CC 2 (y) counts from the south row.
+    for (column, row, pitch), (x, y) in {(0, 0, 55): (0, 127), (2, 0, 48): (127, 100),
+                                         (1, 1, 55): (60, 64), (0, 2, 48): (10, 0),
+                                         (2, 2, 55): (90, 20)}.items():
+        played = render(sfz, pitch, {1: x, 2: y}, 0.1, tmp_path / f"{column}{row}{pitch}.wav")
+        scores = {key: similarity(played, s) for key, s in sounds.items()}
+        assert max(scores, key=scores.get) == (column, row, pitch)
+        assert scores[(column, row, pitch)] > 0.99, scores[(column, row, pitch)]
+    # Key 52 lies between the generated 48 and 55, nearer 55: it plays 55, 3 semitones down.
+    played = render(sfz, 52, {1: 0, 2: 127}, 0.15, tmp_path / "between.wav")
+    down = soxr.resample(sounds[(0, 0, 55)], 16000, 16000 * 2 ** (3 / 12))
+    up = soxr.resample(sounds[(0, 0, 48)], 16000, 16000 / 2 ** (4 / 12))
+    # (sfizz's own resampler differs a little from soxr's: 0.98, not 0.99.)
+    assert similarity(played, down) > 0.98 and similarity(played, up) < 0.9
+    ratio = peak_hz(played[:len(down)]) / peak_hz(sounds[(0, 0, 55)])
+    assert abs(12 * np.log2(ratio) + 3) < 0.5, ratio  # transposed by -3 semitones
+    # Before any controller moves, the instrument plays the north-west cell.
+    played = render(sfz, 55, {}, 0.1, tmp_path / "default.wav")
+    assert similarity(played, sounds[(0, 0, 55)]) > 0.99
+
+
+def test_sfz_of_a_line_uses_one_controller_and_options(made, tmp_path):
+    out = tmp_path / "sfz"
+    assert export(made["line"], "--format", "sfz", "--out", out, "--pitch", 48, "--cc-x", 74,
+                  "--extend", 5, "--loop") == 0
+    text = (out / "line.sfz").read_text()
+    assert "locc74=0 hicc74=41\n" in text and "locc74=85 hicc74=127\n" in text
+    assert "cc2" not in text and "lokey=43 hikey=53" in text
+    # --loop: Open NSynth Super's 20 % to 41 % of each 1600-sample sound.
+    assert text.count("loop_mode=loop_continuous loop_start=320 loop_end=655") == 3
+    for line in text.splitlines():
+        if line.startswith("<region>"):
+            sample = line.split("sample=")[1].split()[0]
+            assert (out / "samples" / "line" / sample).read_bytes() == (made["line"] / sample).read_bytes()
+
+
+def test_export_again_replaces_the_earlier_export_whole(made, tmp_path, capsys):
+    out = tmp_path / "sfz"
+    assert export(made["space"], "--format", "sfz", "--out", out, "--pitch", 48) == 0
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "space.sfz").write_text("damaged")
+    assert export(made["space"], "--format", "sfz", "--out", out, "--pitch", 48) == 0
+    again = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert again == first
+    assert [p.name for p in tmp_path.iterdir()] == ["sfz"]  # no temporary folder left
+
+
+def refused(capsys, tmp_path, out, *args, needle) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert export(*args, "--out", out) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith("soundspace export: error: ") and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_refusals_write_nothing(made, tmp_path, capsys):
+    out = tmp_path / "out"
+    refused(capsys, tmp_path, out, made["root"] / "square", "--format", "sfz",
+            needle="is not a space or library folder")
+    refused(capsys, tmp_path, out, made["space"], "--format", "wav", needle="unknown format 'wav'")
+    refused(capsys, tmp_path, out, made["line"], "--format", "onss",
+            needle="Open NSynth Super plays a square")
+    refused(capsys, tmp_path, made["space"] / "exported", made["space"], "--format", "sfz",
+            needle="is inside the source")
+    assert not (made["space"] / "exported").exists()
+    refused(capsys, tmp_path, out, made["library"], "--format", "sfz", "--pitch", 40,
+            needle="drop --pitch")
+    refused(capsys, tmp_path, out, made["space"], "--format", "onss", "--cc-x", 3,
+            needle="--cc-x: not an option of --format onss")
+    refused(capsys, tmp_path, out, made["library"] / "bass_guitar_keyboard_organ", "--format",
+            "sfz", needle="is one pad of the library")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    refused(capsys, tmp_path, busy, made["space"], "--format", "sfz", needle="no export.json")
+    assert (busy / "mine.txt").read_text() == "keep me"
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_changed_or_hostile_source_is_refused(made, tmp_path, capsys):
+    space = copy_tree(made["space"], tmp_path / "space")
+    (space / "x01_y01.wav").write_bytes((space / "x00_y00.wav").read_bytes())
+    refused(capsys, tmp_path, tmp_path / "o", space, "--format", "sfz",
+            needle="is not the file the run wrote")
+
+    space = copy_tree(made["space"], tmp_path / "space2")
+    manifest = json.loads((space / "manifest.json").read_text())
+    manifest["cells"][0]["file"] = "../../etc/passwd"
+    (space / "manifest.json").write_text(json.dumps(manifest))
+    refused(capsys, tmp_path, tmp_path / "o", space, "--format", "onss",
+            needle="it should be x00_y00.wav")
+
+    manifest["cells"][0]["file"] = "x00_y00.wav"
+    (space / "manifest.json").write_text(json.dumps({**manifest, "cells": manifest["cells"][1:]}))
+    refused(capsys, tmp_path, tmp_path / "o", space, "--format", "sfz",
+            needle="lists 8 cells, 1 fewer than the grid has")
+
+    manifest["status"] = "incomplete"
+    (space / "manifest.json").write_text(json.dumps(manifest))
+    refused(capsys, tmp_path, tmp_path / "o", space, "--format", "sfz", needle="not complete")
+
+    library = copy_tree(made["library"], tmp_path / "lib")
+    manifest = json.loads((library / "library.json").read_text())
+    manifest["pads"][0]["name"] = "../space"
+    (library / "library.json").write_text(json.dumps(manifest))
+    refused(capsys, tmp_path, tmp_path / "o", library, "--format", "sfz", needle="should be named")
