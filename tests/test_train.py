@@ -103,3 +103,40 @@ def test_train_command_fine_tunes_a_model(tmp_path, tiny_model_dir):
     tuned = NSynth.load(tmp_path / "m")
     assert tuned.config == NSynth.load(tiny_model_dir).config
     assert tuned.meta["source"]["init"] == NSynth.load(tiny_model_dir).identity
+
+
+def test_onset_crops_start_where_generation_starts(tmp_path, monkeypatch):
+    sounds = data()
+    starts = [s[:OPTIONS.crop] for s in sounds.values()]
+
+    def onsets(fraction, out) -> int:
+        real_loss, seen = training.loss_on, []
+
+        def spy(net, crops, noise):
+            seen.extend(crops.numpy())
+            return real_loss(net, crops, noise)
+
+        monkeypatch.setattr(training, "loss_on", spy)
+        options = training.TrainOptions(**{**OPTIONS.__dict__, "onset_crops": fraction,
+                                           "batch": 8, "steps": 4})
+        training.train(sounds, tmp_path / out, TINY, options=options, progress=False)
+        monkeypatch.setattr(training, "loss_on", real_loss)
+        assert len(seen) == 32
+        return sum(any(np.array_equal(c, s) for s in starts) for c in seen)
+
+    assert onsets(1.0, "all") == 32  # every crop is a sound's first 1024 samples
+    assert onsets(0.0, "none") <= 1  # a random start is 0 once in 3,777
+    assert 6 <= onsets(0.5, "half") <= 26  # binomial(32, 0.5): mean 16, sd 2.8
+    bad = training.TrainOptions(**{**OPTIONS.__dict__, "onset_crops": 1.5})
+    with pytest.raises(SoundspaceError, match="--onset-crops 1.5 must be a fraction"):
+        training.train(sounds, tmp_path / "bad", TINY, options=bad, progress=False)
+
+
+@pytest.mark.full
+def test_a_compiled_training_step_learns_what_the_plain_one_does(tmp_path):
+    options = training.TrainOptions(**{**OPTIONS.__dict__, "steps": 3})
+    plain = NSynth.load(training.train(data(), tmp_path / "plain", TINY, options=options, progress=False))
+    fast = NSynth.load(training.train(data(), tmp_path / "fast", TINY, options=options, progress=False,
+                                      compile=True))
+    for name, p in plain.net.magenta_state().items():
+        torch.testing.assert_close(fast.net.magenta_state()[name], p, rtol=1e-4, atol=1e-5)
