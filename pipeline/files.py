@@ -48,6 +48,11 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+def megabytes(size: int) -> str:
+    """A size for messages about disk room."""
+    return f"{size / 1e6:,.1f} MB"
+
+
 def temp_path(path: Path) -> Path:
     """A temporary name beside `path`, unique to this writer (`.NAME.PID-RANDOM.tmp`)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")

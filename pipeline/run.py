@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, files, output, shards
+from .files import megabytes
 from .audio import SAMPLE_RATE, load_sound
 from .backends import backend_for
 from .config import load_space, load_workflow, model_folder
@@ -170,12 +171,8 @@ def _check_writable(space_dir: Path, file_names, folders, needed: int) -> None:
     free = shutil.disk_usage(space_dir).free
     if free < needed:
         raise SoundspaceError(f"not enough free space for {space_dir}: the run needs about "
-                              f"{_mb(needed)} and {_mb(free)} is free; free "
-                              f"{_mb(needed - free)} or choose another --output")
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+                              f"{megabytes(needed)} and {megabytes(free)} is free; free "
+                              f"{megabytes(needed - free)} or choose another --output")
 
 
 def setup(space, folder, workflow_path, output_dir) -> tuple:
@@ -424,8 +421,8 @@ def _disk_full(error: OSError, runs, pictures: bool) -> str:
         needed += run.bytes_left(pictures)
     free = shutil.disk_usage(runs[0].space_dir).free
     return (f"{files.describe(error, hint=False)}: the disk filled up; {done} finished cell(s) "
-            f"are kept, and the {left} left need about {_mb(needed)} ({_mb(free)} is "
-            f"free): free at least {_mb(max(needed - free, 0))} and run the same command again")
+            f"are kept, and the {left} left need about {megabytes(needed)} ({megabytes(free)} is "
+            f"free): free at least {megabytes(max(needed - free, 0))} and run the same command again")
 
 
 def generate_space(dataset, workflow_path, force: bool = False, output_dir=None,

@@ -260,3 +260,17 @@ def test_a_changed_or_hostile_source_is_refused(made, tmp_path, capsys):
     manifest["pads"][0]["name"] = "../space"
     (library / "library.json").write_text(json.dumps(manifest))
     refused(capsys, tmp_path, tmp_path / "o", library, "--format", "sfz", needle="should be named")
+
+
+def test_a_small_or_full_disk_ends_in_one_line_and_leaves_nothing(made, tmp_path, capsys):
+    from .test_run_failures import tmpfs
+
+    with tmpfs(tmp_path / "small", "size=256k") as small:
+        # 9 rows of 60000 int16 samples need 1.08 MB: refused before writing.
+        refused(capsys, small, small / "onss", made["space"], "--format", "onss",
+                needle="the pad files take 1.1 MB and 0.3 MB is free")
+        with open(small / "filler", "wb") as f:  # leave less room than the samples need
+            f.write(b"\0" * (256 * 1024 - 32 * 1024))
+        # Another file system: the samples are copied, and the disk fills up on the way.
+        refused(capsys, small, small / "sfz", made["space"], "--format", "sfz", "--pitch", 48,
+                needle="No space left on device")

@@ -47,10 +47,10 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
     source = load_source(source_dir, pitch)
     out = Path(out)
     _check_out(source.folder, out)
-    if fmt == "onss":
-        onss.check(source)
-
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "onss":
+        onss.check(source, out.parent, options["length"])
+
     for leftover in out.parent.glob(f".{out.name}.*"):  # what a killed export left behind
         if is_temp(leftover) and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .. import SoundspaceError
 from ..audio import wav_bytes
+from ..files import megabytes
 from ..postprocess import open_nsynth_super_chain
 from .source import Source, read_cell
 
@@ -30,11 +32,18 @@ PADS = "pads"
 SETTINGS = "settings-fragment.json"
 
 
-def check(source: Source) -> None:
+def check(source: Source, where: Path, length: int) -> None:
+    """Refuse what the device cannot play, and an export the disk has no room for."""
     if source.line:
         raise SoundspaceError(f"{source.folder} is a line of 2 sounds; Open NSynth Super plays a "
                               "square of 4 corners: export it with --format sfz, or make a "
                               "4-sound space")
+    need = len(source.pads) * source.resolution ** 2 * len(source.pitches) * length * 2
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise SoundspaceError(f"not enough free space in {where}: the pad files take "
+                              f"{megabytes(need)} and {megabytes(free)} is free; free "
+                              f"{megabytes(need - free)} or choose another --out")
 
 
 def _int16(audio: np.ndarray) -> np.ndarray:
