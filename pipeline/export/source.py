@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from .. import SoundspaceError
 from ..config import SOUND_NAME, LibraryConfig, SpaceConfig
 from ..files import inside
-from ..output import FORMAT as SPACE_FORMAT, MANIFEST, cell_wav
+from ..output import FORMAT as SPACE_FORMAT, MANIFEST
 from ..pads import FORMAT as LIBRARY_FORMAT, LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
 from ..space import CELL_NAME, LINE
 
@@ -202,8 +202,6 @@ def _space(folder: Path, manifest: dict, pitch: int | None) -> Source:
                     for k in space.labels)
     cells = _cells(manifest.get("cells"), folder, path, space.resolution,
                    1 if space.labels == LINE else space.resolution, pitches, (None,))
-    for cell in cells.values():
-        cell_wav(folder, cell.path.stem)  # a space's cells are its own WAVs, nothing else
     pad = Pad(space.name, folder, corners, cells)
     return Source("space", space.name, folder, space.labels, space.resolution, pitches,
                   {k: (c,) for k, c in zip(space.labels, corners)}, (pad,),
@@ -216,7 +214,8 @@ def _instrument(name: str, label: str | None) -> Instrument:
 
 
 def _identity(manifest: dict, path: Path) -> str:
-    identity = (manifest.get("model") or {}).get("identity") if isinstance(manifest.get("model"), dict) else None
+    model = manifest.get("model")
+    identity = model.get("identity") if isinstance(model, dict) else None
     if not isinstance(identity, str) or not re.fullmatch(r"[0-9a-f]{8,64}", identity):
         raise SoundspaceError(f"{path}: no model identity (the run that wrote it did not finish "
                               "its manifest)")
