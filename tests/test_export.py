@@ -102,6 +102,17 @@ def test_onss_of_a_space_pins_the_corner_order_and_applies_the_device_chain(made
     assert settings["nsynth"]["pitches"] == [60]
 
 
+def test_device_display_names_fit_its_8_characters():
+    from pipeline.export.onss import display
+
+    assert display("Fingered bass") == ("FING BAS", "FB")  # the longest word gives way first
+    assert display("Reed organ") == ("REED ORG", "RO")
+    assert display("Vibraphone") == ("VIBRAPHO", "VI")
+    assert display("E. piano (soft)") == ("E PIA SO", "EP")
+    assert display("Distorted electric guitar x2") == ("DIS ELE", "DE")
+    assert display("!!") == ("?", "?")
+
+
 def render(sfz: Path, note: int, ccs: dict, seconds: float, out: Path) -> np.ndarray:
     """`note` held for `seconds` with controllers `ccs`, through sfizz at 16 kHz; mono."""
     midi = mido.MidiFile(ticks_per_beat=480)

@@ -63,8 +63,12 @@ def device_samples(source: Source, cell, length: int) -> np.ndarray:
 def display(label: str) -> tuple[str, str]:
     """The device's 8-character display name and 2-character abbreviation of an instrument."""
     words = re.findall(r"[A-Za-z0-9]+", label.upper()) or ["?"]
-    abbr = (words[0][0] + words[1][0]) if len(words) > 1 else (words[0] + words[0])[:2]
-    return " ".join(words)[:8].rstrip(), abbr
+    abbr = (words[0][0] + words[1][0]) if len(words) > 1 else words[0][:2]
+    short = list(words)  # shorten the longest word first: "Fingered bass" -> "FIN BASS"
+    while len(" ".join(short)) > 8 and max(map(len, short)) > 3:
+        longest = max(range(len(short)), key=lambda i: (len(short[i]), i))
+        short[longest] = short[longest][:-1]
+    return " ".join(short)[:8].rstrip(), abbr
 
 
 def write(source: Source, out: Path, bar, length: int = DEVICE_LENGTH,
