@@ -73,11 +73,19 @@ def cmd_plan(args) -> None:
 def cmd_explore(args) -> None:
     from . import explorer, output
 
+    from .explorer import library
+    from .pads import DECODES, LIBRARY_MANIFEST
+
     space = Path(args.space)
+    is_library = (space / LIBRARY_MANIFEST).is_file()
     # Not while a run writes the space (a folder without the state of a run has no lock to take).
-    lock = output.lock(space, args.wait) if (space / output.STATE).is_dir() else None
+    state = space / DECODES if is_library else space
+    lock = output.lock(state, args.wait) if (state / output.STATE).is_dir() else None
     try:
-        written = explorer.write(space, pictures_too=not args.no_pictures)
+        if is_library:
+            written = library.write(space, embed_bytes=round(args.embed_max_mb * 1e6))
+        else:
+            written = explorer.write(space, pictures_too=not args.no_pictures)
     finally:
         if lock is not None:
             lock.release()
@@ -361,11 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("explore", help="(re)write a space's index.html, space.png and thumbnails")
+    p = sub.add_parser("explore", help="(re)write the explorer of a space (index.html, pictures) "
+                                       "or a library (index.html)")
     p.add_argument("space", help="a space folder (OUTPUT/<name>)")
     p.add_argument("--no-pictures", action="store_true", help="skip space.png and the thumbnails")
     p.add_argument("--wait", action="store_true",
                    help="wait for a run writing the space instead of refusing")
+    p.add_argument("--embed-max-mb", type=float, default=8.0,
+                   help="a library's sounds go into the page (for file://) only up to this size")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("serve", help="serve a space's explorer on 127.0.0.1")

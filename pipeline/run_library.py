@@ -21,6 +21,7 @@ import numpy as np
 
 from . import SoundspaceError, output, pads, shards
 from .audio import SAMPLE_RATE
+from .explorer import library as explorer_library
 from .library import MAX_DECODES, plan_library
 from .run import (RunResult, ShardProgress, _check_writable, _finished_records, encoder,
                   setup)
@@ -127,8 +128,8 @@ class LibraryRun(ShardProgress):
         return len(self.library.decodes) - len(self.records)
 
     def bytes_left(self, pictures: bool) -> int:
-        """The decodes left (WAV and record, in 4 KiB blocks) and, should the pads have to be
-        copies rather than links, every pad cell again."""
+        """The decodes left (WAV and record, in 4 KiB blocks), should the pads have to be copies
+        rather than links every pad cell again, and the page's data (old and new side by side)."""
         def blocks(size: int) -> int:
             return -(-size // 4096) * 4096
 
@@ -136,7 +137,9 @@ class LibraryRun(ShardProgress):
         wav = {p: 44 + 2 * n for p, n in library.samples.items()}
         left = sum(blocks(wav[d.pitch]) + 4096 for d in library.decodes if d.name not in self.records)
         pad_cells = len(library.pads) * len(library.grid) * sum(blocks(w) for w in wav.values())
-        return left + pad_cells + (1 << 20)
+        every = sum(wav[d.pitch] for d in library.decodes)  # the page embeds them, up to a bound
+        page = 2 * blocks(min(explorer_library.EMBED_BYTES, every * 4 // 3))
+        return left + pad_cells + page + (1 << 20)
 
     def save_unfinished(self) -> list[str]:
         self.records = _finished_records(self.space_dir, self.points)
@@ -182,7 +185,17 @@ class LibraryRun(ShardProgress):
             for p in range(len(library.pads)):
                 for how, count in pads.write_pad(self.library_dir, library, p, self.records).items():
                     placed[how] += count
-        self.save_manifest("complete", placed={"hard_links": placed["link"], "copies": placed["copy"]})
+        placed = {"hard_links": placed["link"], "copies": placed["copy"]}
+        with self.watch("explorer"):
+            # The page reads the library back as `export` does, complete; should that fail, the
+            # library is saved as lacking only its page.
+            self.save_manifest("complete", placed=placed)
+            try:
+                explorer_library.write(self.library_dir)
+            except BaseException:
+                self.save_manifest("incomplete", {"explorer": True}, placed=placed)
+                raise
+        self.save_manifest("complete", placed=placed)
         return RunResult(self.library_dir, library.cells_total, len(library.decodes), self.decoded,
                          len(self.specs), self.watch.seconds, self.inside_decode,
                          pads=len(library.pads), pitches=len(library.pitches))

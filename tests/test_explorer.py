@@ -141,3 +141,137 @@ def test_page_in_headless_chromium_from_file(test_space):
     finally:
         driver.quit()
     assert Image.open(ARTIFACTS / "explorer-demo-test-space.png").size[0] > 500
+
+
+@pytest.fixture(scope="module")
+def test_library(tmp_path_factory):
+    """The small 2-pad, 2-pitch library of the library tests (0.1 s sounds)."""
+    from .test_library import small_library
+
+    folder = tmp_path_factory.mktemp("library")
+    return generate_space(small_library(folder / "data"), workflow(folder), progress=False,
+                          log=lambda _: None).space_dir
+
+
+class Served:
+    """`soundspace serve` in its own process, with the requests it logged."""
+
+    def __init__(self, folder: Path):
+        import subprocess
+        import sys
+        import threading
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "serve", str(folder), "--port", "0"], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.url = self.process.stdout.readline().split(" at ")[1].split()[0]
+        self.lines = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True).start()
+
+    def wavs(self) -> list:
+        return [line.split('"GET /')[1].split()[0] for line in list(self.lines)
+                if '"GET /' in line and ".wav" in line]
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def voices(driver) -> list:
+    return driver.execute_script("return window.explorer.active()")
+
+
+def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    assert main(["explore", str(test_library), "--embed-max-mb", "0"]) == 0  # nothing embedded
+    server = Served(test_library)
+    driver = chromium()
+    try:
+        import urllib.error
+        import urllib.request
+
+        decode = next((test_library / ".decodes").glob("d048-*.wav")).name
+        for private in ("library.json", "bass_guitar_keyboard_organ/manifest.json",
+                        f".decodes/{decode}", "bass_guitar_keyboard_organ/p48/../../library.json"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(server.url + private)
+        urllib.request.urlopen(server.url + "bass_guitar_keyboard_organ/p48/x00_y00.wav").close()
+        time.sleep(0.3)
+        server.lines.clear()  # count the page's requests only
+        driver.get(server.url)
+        wait_for(driver, "return window.explorer.pad", "bass_guitar_keyboard_organ")
+        # The four dials: NW offers both of its sounds; choosing one loads that pad.
+        Select(driver.find_element(By.ID, "corner-NW")).select_by_visible_text("Trumpet")
+        pad = "trumpet_guitar_keyboard_organ"
+        wait_for(driver, "return window.explorer.pad", pad)
+        assert server.wavs() == []  # nothing is fetched before a note needs it
+        driver.find_element(By.ID, "loop").click()  # held notes sound until released
+
+        # 'a' is C3 (48), a generated pitch: played as is. 'f' is F3 (53): nearest is 55, 2 down.
+        ActionChains(driver).key_down("a").perform()
+        wait_for(driver, "return window.explorer.active().filter(v => v.playing).length", 1)
+        ActionChains(driver).key_down("f").perform()
+        wait_for(driver, "return window.explorer.active().filter(v => v.playing).length", 2)
+        rate = driver.execute_script("return window.explorer.context.sampleRate")
+        playing = {v["note"]: v for v in voices(driver)}
+        assert playing[48]["path"] == f"{pad}/p48/x00_y00.wav" and playing[48]["playbackRate"] == 1
+        assert playing[53]["path"] == f"{pad}/p55/x00_y00.wav"
+        assert abs(playing[53]["playbackRate"] - 2 ** (-2 / 12)) < 1e-6
+        assert playing[48]["buffer"] == playing[53]["buffer"] == round(0.1 * rate)
+        assert playing[48]["loop"] and playing[53]["loop"]
+        ActionChains(driver).key_up("a").perform()
+        wait_for(driver, "return window.explorer.active().map(v => v.note).join()", "53")
+        ActionChains(driver).key_up("f").perform()
+        wait_for(driver, "return window.explorer.active().length", 0)
+
+        # Only what the notes needed, then their neighbours at those pitches, each once.
+        wait_for(driver, "return window.explorer.loading", 0)
+        time.sleep(0.3)
+        near = ["x00_y00", "x01_y00", "x00_y01", "x01_y01"]
+        assert sorted(server.wavs()) == sorted(f"{pad}/p{p}/{c}.wav" for p in (48, 55) for c in near)
+
+        # MIDI as a keyboard would send it: CC 1 = 127 (east column), CC 2 = 0 (south row), note
+        # on G3 at velocity 64, note off.
+        driver.execute_script("window.explorer.midi([0xB0, 1, 127]); window.explorer.midi([0xB0, 2, 0]);"
+                              "window.explorer.midi([0x90, 55, 64]);")
+        wait_for(driver, "return window.explorer.active().filter(v => v.playing).length", 1)
+        voice = voices(driver)[0]
+        assert voice["path"] == f"{pad}/p55/x02_y02.wav" and voice["playbackRate"] == 1
+        assert driver.execute_script("return window.explorer.voices.get(55).velocity") == 64
+        driver.execute_script("window.explorer.midi([0x80, 55, 0])")
+        wait_for(driver, "return window.explorer.active().length", 0)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "explorer-library.png"))
+    finally:
+        driver.quit()
+        server.close()
+
+
+def test_library_page_from_file(test_library):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver = chromium()
+    try:
+        # Small enough to embed (the default bound, 8 MB): plays from disk, fetching nothing.
+        assert main(["explore", str(test_library)]) == 0
+        driver.get((test_library / "index.html").as_uri())
+        assert not driver.find_element(By.ID, "serve-hint").is_displayed()
+        driver.find_element(By.ID, "loop").click()
+        ActionChains(driver).key_down("h").perform()
+        wait_for(driver, "return window.explorer.active().filter(v => v.playing).length", 1)
+        assert voices(driver)[0]["path"] == "bass_guitar_keyboard_organ/p55/x00_y00.wav"  # A3 -> G3
+        assert driver.execute_script("return window.explorer.fetched.length") == 0
+        # Above the bound: nothing embedded, and the page says how to serve it.
+        assert main(["explore", str(test_library), "--embed-max-mb", "0"]) == 0
+        assert (test_library / "explorer-data.js").stat().st_size < 4000
+        driver.get((test_library / "index.html").as_uri())
+        hint = driver.find_element(By.ID, "serve-hint")
+        assert hint.is_displayed() and "soundspace serve" in hint.text
+    finally:
+        driver.quit()

@@ -17,6 +17,8 @@ from pathlib import Path
 from .. import SoundspaceError
 from ..files import atomic_write, inside
 from ..output import EXPLORER_FILES, MANIFEST, PICTURE, THUMBS, cell_wav
+from ..config import SOUND_NAME
+from ..pads import LIBRARY_MANIFEST
 from ..space import CELL_NAME, LINE, SQUARE
 from . import pictures
 
@@ -24,6 +26,9 @@ INDEX, DATA = EXPLORER_FILES
 # What `serve` answers: the explorer's own files and nothing else of the folder.
 SERVED = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
                     rf"{THUMBS}/{CELL_NAME.pattern}\.png)?")
+# ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
+SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
+                            rf"/(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav)?")
 
 
 def _read_manifest(space_dir: Path) -> dict:
@@ -99,6 +104,7 @@ def serve(space_dir, port: int = 8765) -> None:
     space_dir = Path(space_dir)
     if not (space_dir / INDEX).is_file():
         raise SoundspaceError(f"{space_dir} has no {INDEX}; run `soundspace explore {space_dir}`")
+    served = SERVED_LIBRARY if (space_dir / LIBRARY_MANIFEST).is_file() else SERVED
 
     class ExplorerOnly(SimpleHTTPRequestHandler):
         def send_head(self):
@@ -108,7 +114,7 @@ def serve(space_dir, port: int = 8765) -> None:
                 self.send_error(421, "Misdirected Request: this server answers 127.0.0.1 only")
                 return None
             path = self.path.split("?", 1)[0].split("#", 1)[0]
-            if not SERVED.fullmatch(path):
+            if not served.fullmatch(path):
                 self.send_error(404, "Not an explorer file")
                 return None
             try:

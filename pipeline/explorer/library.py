@@ -1,0 +1,60 @@
+"""The library's explorer: one `index.html` at the library's top that plays like Open NSynth
+Super: four corner selectors choose the pad, the XY pad the cell, and notes (on-screen keys,
+the computer keyboard, Web MIDI) play it at the nearest generated pitch, transposed.
+
+A library is easily thousands of sounds and gigabytes, so the page holds only what it plays:
+`explorer-data.js` carries the library's shape (corners, pitches, grid) and the page fetches a
+cell's WAV when a note needs it (`soundspace serve`). A small library also has its sounds
+embedded, each distinct file once, so that it plays from file:// with no server; above
+`embed_bytes` nothing is embedded and, opened from disk, the page says to use `soundspace serve`.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from importlib import resources
+from pathlib import Path
+
+from ..export.source import load_source, read_cell
+from ..files import atomic_write
+
+DATA = "explorer-data.js"
+INDEX = "index.html"
+# explorer-data.js never grows beyond this: the shape of a library is a few kB, and sounds are
+# embedded only while all of them fit.
+EMBED_BYTES = 8_000_000
+
+
+def write(library_dir, embed_bytes: int = EMBED_BYTES) -> list[str]:
+    """(Re)write the library's page and data; returns the files written."""
+    library_dir = Path(library_dir)
+    source = load_source(library_dir)
+    data = {"name": source.name, "resolution": source.resolution, "weighting": source.weighting,
+            "pitches": list(source.pitches), "labels": list(source.labels),
+            "corners": {label: [{"name": i.name, "label": i.label} for i in instruments]
+                        for label, instruments in source.instruments.items()},
+            "pads": [pad.name for pad in source.pads], "files": None, "audio": None,
+            # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
+            "folders": {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")]
+                        for p in source.pitches},
+            "embedLimit": embed_bytes}
+    distinct, files, size = {}, {}, 0
+    for pad in source.pads:
+        for cell in pad.cells.values():
+            files[f"{pad.name}/{cell.file}"] = cell.sha256
+            if cell.sha256 not in distinct:
+                distinct[cell.sha256] = cell
+                size += (cell.path.stat().st_size + 2) // 3 * 4
+    data["soundBytes"] = size
+    if size + len(json.dumps(files)) <= embed_bytes:
+        for cell in distinct.values():
+            read_cell(cell)  # the file the run wrote, checked before it goes into the page
+        data["files"] = files
+        data["audio"] = {sha: base64.b64encode(cell.path.read_bytes()).decode()
+                         for sha, cell in distinct.items()}
+    atomic_write(library_dir / DATA,
+                 ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
+    page = resources.files(__package__).joinpath("library.html").read_text()
+    atomic_write(library_dir / INDEX, page.replace("{{TITLE}}", html.escape(source.name)).encode())
+    return [DATA, INDEX]
