@@ -82,10 +82,11 @@ def cmd_explore(args) -> None:
     state = space / DECODES if is_library else space
     lock = output.lock(state, args.wait) if (state / output.STATE).is_dir() else None
     try:
+        embed = round(args.embed_max_mb * 1e6)
         if is_library:
-            written = library.write(space, embed_bytes=round(args.embed_max_mb * 1e6))
+            written = library.write(space, embed_bytes=embed)
         else:
-            written = explorer.write(space, pictures_too=not args.no_pictures)
+            written = explorer.write(space, pictures_too=not args.no_pictures, embed_bytes=embed)
     finally:
         if lock is not None:
             lock.release()
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="wait for a run writing the space instead of refusing")
     p.add_argument("--embed-max-mb", type=float, default=8.0,
-                   help="a library's sounds go into the page (for file://) only up to this size")
+                   help="sounds go into the page (to play from file://) only up to this size; "
+                        "above it the page fetches them over soundspace serve")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("serve", help="serve a space's explorer on 127.0.0.1")

@@ -275,3 +275,31 @@ def test_library_page_from_file(test_library):
         assert hint.is_displayed() and "soundspace serve" in hint.text
     finally:
         driver.quit()
+
+
+def test_a_space_above_the_page_bound_is_fetched_over_serve(test_space, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    space = tmp_path / "space"
+    shutil.copytree(test_space, space)
+    assert main(["explore", str(space), "--no-pictures", "--embed-max-mb", "0.1"]) == 0
+    payload = json.loads((space / "explorer-data.js").read_text()
+                         .removeprefix("window.SOUNDSPACE = ").rstrip().rstrip(";"))
+    assert payload["audio"] == {} and payload["soundBytes"] > 100_000  # 9 x 32 kB, not embedded
+    driver = chromium()
+    server = Served(space)
+    try:
+        driver.get((space / "index.html").as_uri())
+        hint = driver.find_element(By.ID, "serve-hint")
+        assert hint.is_displayed() and "soundspace serve" in hint.text
+        driver.get(server.url)
+        assert not driver.find_element(By.ID, "serve-hint").is_displayed()
+        cells = driver.find_elements(By.CSS_SELECTOR, "#pad .cell")
+        ActionChains(driver).move_to_element(cells[4]).perform()
+        wait_for(driver, "return window.explorer.playing", "x01_y01")
+        assert "x01_y01.wav" in server.wavs()
+        assert driver.find_element(By.ID, "download").get_attribute("href") == server.url + "x01_y01.wav"
+    finally:
+        driver.quit()
+        server.close()

@@ -3,7 +3,9 @@
 It works opened straight from disk (file://): the manifest and every cell's WAV are embedded in
 `explorer-data.js`, loaded by a plain <script> tag (browsers refuse fetch() of local files, not
 scripts or images), and the thumbnails are ordinary <img> files. `soundspace serve SPACE` serves
-the folder on 127.0.0.1 for stricter browsers. Nothing is fetched from the internet.
+the folder on 127.0.0.1 for stricter browsers. A space whose sounds exceed `EMBED_BYTES` gets
+no sounds in the page: it fetches each cell's WAV when it plays it, over `serve` (from disk it
+says so). A library's page is `library.py`. Nothing is fetched from the internet.
 """
 from __future__ import annotations
 
@@ -23,9 +25,12 @@ from ..space import CELL_NAME, LINE, SQUARE
 from . import pictures
 
 INDEX, DATA = EXPLORER_FILES
+# explorer-data.js never grows beyond this: sounds are embedded (for file://, where a page may
+# not fetch) only while all of them fit; above it the page fetches them over `soundspace serve`.
+EMBED_BYTES = 8_000_000
 # What `serve` answers: the explorer's own files and nothing else of the folder.
 SERVED = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
-                    rf"{THUMBS}/{CELL_NAME.pattern}\.png)?")
+                    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?")
 # ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
 SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
                             rf"/(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav)?")
@@ -61,7 +66,7 @@ def _read_manifest(space_dir: Path) -> dict:
     return manifest
 
 
-def write(space_dir, pictures_too: bool = True) -> list[str]:
+def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) -> list[str]:
     """(Re)write the explorer of a space folder; returns the files written."""
     import soundfile
 
@@ -87,7 +92,10 @@ def write(space_dir, pictures_too: bool = True) -> list[str]:
             "cells": [{k: cell[k] for k in ("name", "column", "row", "x", "y", "weights", "file",
                                             "seconds", "peak")} for cell in manifest["cells"]],
             "audio": {name: base64.b64encode(data).decode() for name, data in wav.items()},
-            "thumbs": thumbs}
+            "thumbs": thumbs, "soundBytes": sum((len(d) + 2) // 3 * 4 for d in wav.values()),
+            "embedLimit": embed_bytes}
+    if data["soundBytes"] > embed_bytes:
+        data["audio"] = {}
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     page = resources.files(__package__).joinpath("index.html").read_text()
     atomic_write(space_dir / INDEX, page.replace("{{TITLE}}", html.escape(data["name"])).encode())

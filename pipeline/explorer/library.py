@@ -19,11 +19,7 @@ from pathlib import Path
 from ..export.source import load_source, read_cell
 from ..files import atomic_write
 
-DATA = "explorer-data.js"
-INDEX = "index.html"
-# explorer-data.js never grows beyond this: the shape of a library is a few kB, and sounds are
-# embedded only while all of them fit.
-EMBED_BYTES = 8_000_000
+from . import DATA, EMBED_BYTES, INDEX
 
 
 def write(library_dir, embed_bytes: int = EMBED_BYTES) -> list[str]:
