@@ -84,7 +84,7 @@ def cmd_explore(args) -> None:
     try:
         embed = round(args.embed_max_mb * 1e6)
         if is_library:
-            written = library.write(space, embed_bytes=embed)
+            written = library.write(space, embed_bytes=embed, pictures_too=not args.no_pictures)
         else:
             written = explorer.write(space, pictures_too=not args.no_pictures, embed_bytes=embed)
     finally:

@@ -191,7 +191,7 @@ class LibraryRun(ShardProgress):
             # library is saved as lacking only its page.
             self.save_manifest("complete", placed=placed)
             try:
-                explorer_library.write(self.library_dir)
+                explorer_library.write(self.library_dir, pictures_too=pictures)
             except BaseException:
                 self.save_manifest("incomplete", {"explorer": True}, placed=placed)
                 raise

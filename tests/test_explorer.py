@@ -199,6 +199,12 @@ def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
             with pytest.raises(urllib.error.HTTPError, match="404"):
                 urllib.request.urlopen(server.url + private)
         urllib.request.urlopen(server.url + "bass_guitar_keyboard_organ/p48/x00_y00.wav").close()
+        for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
+            # Each pad's pictures, at its middle pitch (of 48 and 55: 55), on mel axes.
+            assert sorted(p.name for p in (test_library / pad / "thumbs").iterdir()) == \
+                sorted(f"x{c:02d}_y{r:02d}.png" for c in range(3) for r in range(3))
+            assert Image.open(urllib.request.urlopen(server.url + f"{pad}/space.png")).size[0] > 400
+            urllib.request.urlopen(server.url + f"{pad}/thumbs/x01_y01.png").close()
         time.sleep(0.3)
         server.lines.clear()  # count the page's requests only
         driver.get(server.url)
@@ -207,6 +213,8 @@ def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
         Select(driver.find_element(By.ID, "corner-NW")).select_by_visible_text("Trumpet")
         pad = "trumpet_guitar_keyboard_organ"
         wait_for(driver, "return window.explorer.pad", pad)
+        first = driver.find_element(By.CSS_SELECTOR, "#pad .cell").value_of_css_property("background-image")
+        assert f"/{pad}/thumbs/x00_y00.png" in first
         assert server.wavs() == []  # nothing is fetched before a note needs it
         driver.find_element(By.ID, "loop").click()  # held notes sound until released
 
@@ -303,3 +311,20 @@ def test_a_space_above_the_page_bound_is_fetched_over_serve(test_space, tmp_path
     finally:
         driver.quit()
         server.close()
+
+
+def test_pictures_are_mel_spectrograms():
+    import librosa
+    import numpy as np
+
+    from pipeline.explorer.pictures import mel_filters, spectrogram
+
+    # Another implementation of the same filters: librosa's, HTK mel scale, unnormalised.
+    reference = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, htk=True, norm=None)
+    assert np.abs(mel_filters() - reference).max() < 1e-6
+    tone = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000).astype(np.float32)
+    picture = spectrogram(tone)
+    centres = librosa.mel_frequencies(66, fmin=0, fmax=8000, htk=True)[1:-1]
+    assert picture.shape[0] == 64
+    assert picture[:, 50].argmax() == np.argmin(abs(centres - 1000))  # 1 kHz lands in its band
+    assert -1 < picture[:, 50].max() < 1 and picture[:5, 50].max() < -60

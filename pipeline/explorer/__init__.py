@@ -33,7 +33,8 @@ SERVED = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTU
                     rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?")
 # ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
 SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
-                            rf"/(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav)?")
+                            rf"/(?:(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav|{re.escape(PICTURE)}|"
+                            rf"{THUMBS}/{CELL_NAME.pattern}\.png))?")
 
 
 def _read_manifest(space_dir: Path) -> dict:

@@ -19,13 +19,17 @@ from pathlib import Path
 from ..export.source import load_source, read_cell
 from ..files import atomic_write
 
-from . import DATA, EMBED_BYTES, INDEX
+from . import DATA, EMBED_BYTES, INDEX, pictures
 
 
-def write(library_dir, embed_bytes: int = EMBED_BYTES) -> list[str]:
-    """(Re)write the library's page and data; returns the files written."""
+def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True) -> list[str]:
+    """(Re)write the library's page and data, and (`pictures_too`) each pad's `space.png` and
+    thumbnails at its middle pitch; returns the files written."""
     library_dir = Path(library_dir)
     source = load_source(library_dir)
+    shown = source.pitches[len(source.pitches) // 2]
+    written = [f"{pad.name}/{file}" for pad in source.pads
+               for file in (_pictures(source, pad, shown) if pictures_too else [])]
     data = {"name": source.name, "resolution": source.resolution, "weighting": source.weighting,
             "pitches": list(source.pitches), "labels": list(source.labels),
             "corners": {label: [{"name": i.name, "label": i.label} for i in instruments]
@@ -34,7 +38,7 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES) -> list[str]:
             # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
             "folders": {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")]
                         for p in source.pitches},
-            "embedLimit": embed_bytes}
+            "embedLimit": embed_bytes, "picturePitch": shown, "pictures": pictures_too}
     distinct, files, size = {}, {}, 0
     for pad in source.pads:
         for cell in pad.cells.values():
@@ -53,4 +57,22 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES) -> list[str]:
                  ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
     page = resources.files(__package__).joinpath("library.html").read_text()
     atomic_write(library_dir / INDEX, page.replace("{{TITLE}}", html.escape(source.name)).encode())
-    return [DATA, INDEX]
+    return written + [DATA, INDEX]
+
+
+def _pictures(source, pad, pitch: int) -> list[str]:
+    """A pad's pictures at one pitch, drawn as a space's are."""
+    corners = {(0, 0): "NW", (source.resolution - 1, 0): "NE", (0, source.rows - 1): "SW",
+               (source.resolution - 1, source.rows - 1): "SE"}
+    if source.line:
+        corners = {(0, 0): "LEFT", (source.resolution - 1, 0): "RIGHT"}
+    cells = [{"name": f"x{c:02d}_y{r:02d}", "column": c, "row": r,
+              "weights": {label: float(corners.get((c, r)) == label) for label in source.labels}}
+             for (c, r, p) in pad.cells if p == pitch]
+    manifest = {"cells": cells, "space": {"name": f"{source.name} {pad.name} at MIDI {pitch}",
+                                          "weighting": source.weighting},
+                "inputs": {label: {"label": i.label, "file": i.name}
+                           for label, i in zip(source.labels, pad.corners)}}
+    audio = {cell["name"]: read_cell(pad.cells[(cell["column"], cell["row"], pitch)]) / 32768
+             for cell in cells}
+    return pictures.draw(pad.folder, manifest, audio)

@@ -1,5 +1,6 @@
-"""Pictures of a space, drawn with matplotlib: a spectrogram thumbnail per cell and `space.png`,
-every cell's spectrogram in its grid position with the input sounds named at their places."""
+"""Pictures of a space, drawn with matplotlib: a mel spectrogram thumbnail per cell and
+`space.png`, every cell's spectrogram in its grid position with the input sounds named at their
+places."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,23 +10,39 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..files import atomic_write
 from ..output import PICTURE, THUMBS
-N_FFT, HOP, FLOOR_DB = 512, 128, -80.0
+N_FFT, HOP, N_MELS, FLOOR_DB = 512, 128, 64, -80.0
+
+
+def mel_filters(n_fft: int = N_FFT, n_mels: int = N_MELS, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Triangular filters `[n_mels, n_fft // 2 + 1]` evenly spaced on the mel scale (HTK's
+    2595 log10(1 + f / 700)) from 0 Hz to Nyquist: where the harmonics that tell instruments
+    apart lie, a linear axis gives most of the picture to the top octave."""
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    edges = 700 * (10 ** (np.linspace(0, mel(rate / 2), n_mels + 2) / 2595) - 1)
+    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
+    rising = (freqs[None] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    falling = (edges[2:, None] - freqs[None]) / (edges[2:] - edges[1:-1])[:, None]
+    return np.maximum(0, np.minimum(rising, falling))
 
 
 def spectrogram(audio: np.ndarray) -> np.ndarray:
-    """dB magnitude [bins, frames] of a Hann-windowed STFT, 0 dB = full scale, floored at -80."""
+    """dB mel power [mel bands, frames] of a Hann-windowed STFT, a full-scale sine near 0 dB,
+    floored at -80."""
     padded = np.pad(audio.astype(np.float32), (N_FFT // 2, N_FFT // 2))
     frames = 1 + (len(padded) - N_FFT) // HOP
     index = np.arange(N_FFT)[None] + HOP * np.arange(max(frames, 1))[:, None]
     window = np.hanning(N_FFT).astype(np.float32)
     spectrum = np.abs(np.fft.rfft(padded[np.minimum(index, len(padded) - 1)] * window, axis=1))
-    db = 20 * np.log10(np.maximum(spectrum / (window.sum() / 2), 1e-6))
+    power = (spectrum / (window.sum() / 2)) ** 2 @ mel_filters().T
+    db = 10 * np.log10(np.maximum(power, 1e-12))
     return np.maximum(db, FLOOR_DB).T
 
 
 def _draw(ax, audio: np.ndarray) -> None:
     ax.imshow(spectrogram(audio), origin="lower", aspect="auto", cmap="magma",
-              vmin=FLOOR_DB, vmax=0, extent=(0, len(audio) / SAMPLE_RATE, 0, SAMPLE_RATE / 2000))
+              vmin=FLOOR_DB, vmax=0, extent=(0, len(audio) / SAMPLE_RATE, 0, N_MELS))
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -71,7 +88,7 @@ def draw(space_dir: Path, manifest: dict, audio: dict) -> list[str]:
                          parse_math=False)
         ax.set_xlabel(cell["name"], fontsize=6)
     figure.suptitle(f"{manifest['space']['name']}: {len(cells)} cells, "
-                    f"{manifest['space']['weighting']} weights, spectrograms 0-8 kHz", fontsize=9,
+                    f"{manifest['space']['weighting']} weights, mel spectrograms 0-8 kHz", fontsize=9,
                     parse_math=False)
     figure.tight_layout()
     atomic_write(space_dir / PICTURE, _png(figure))
