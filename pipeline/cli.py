@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "above it the page fetches them over soundspace serve")
     p.set_defaults(func=cmd_explore)
 
-    p = sub.add_parser("serve", help="serve a space's explorer on 127.0.0.1")
+    p = sub.add_parser("serve", help="serve a space's or library's explorer on 127.0.0.1")
     p.add_argument("space", help="a space folder (OUTPUT/<name>)")
     p.add_argument("--port", type=int, default=8765)
     p.set_defaults(func=cmd_serve)

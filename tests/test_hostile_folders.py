@@ -125,6 +125,8 @@ def free_port() -> int:
 def served(space):
     (space / "thumbs" / "x01_y01.png").unlink()
     (space / "thumbs" / "x01_y01.png").symlink_to("/etc/passwd")
+    (space / "x02_y02.wav").unlink()
+    (space / "x02_y02.wav").symlink_to("/etc/passwd")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(space),
                                "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -155,11 +157,12 @@ def get(port: int, path: str, host: str | None = None) -> tuple:
 
 def test_serve_answers_the_explorer_files_and_nothing_else(served):
     port = served
-    for path in ["/", "/index.html", "/explorer-data.js", "/space.png", "/thumbs/x00_y00.png"]:
+    for path in ["/", "/index.html", "/explorer-data.js", "/space.png", "/thumbs/x00_y00.png",
+                 "/x00_y00.wav"]:  # a cell's WAV: a page above the embedding bound fetches it
         assert get(port, path)[0] == 200, path
     assert get(port, "/", host=f"localhost:{port}")[0] == 200
     for path in ["/manifest.json", "/.soundspace/cells/x00_y00.json", "/.soundspace/lock",
-                 "/embeddings.npz", "/x00_y00.wav", "/thumbs/", "/thumbs/x01_y01.png",
+                 "/embeddings.npz", "/x02_y02.wav", "/thumbs/", "/thumbs/x01_y01.png",
                  "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/thumbs/../manifest.json"]:
         status, body = get(port, path)
         assert status == 404 and b"root:" not in body, path
