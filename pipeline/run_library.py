@@ -129,7 +129,8 @@ class LibraryRun(ShardProgress):
 
     def bytes_left(self, pictures: bool) -> int:
         """The decodes left (WAV and record, in 4 KiB blocks), should the pads have to be copies
-        rather than links every pad cell again, and the page's data (old and new side by side)."""
+        rather than links every pad cell again, the page's data (old and new side by side) and the
+        pads' pictures."""
         def blocks(size: int) -> int:
             return -(-size // 4096) * 4096
 
@@ -139,7 +140,8 @@ class LibraryRun(ShardProgress):
         pad_cells = len(library.pads) * len(library.grid) * sum(blocks(w) for w in wav.values())
         every = sum(wav[d.pitch] for d in library.decodes)  # the page embeds them, up to a bound
         page = 2 * blocks(min(explorer_library.EMBED_BYTES, every * 4 // 3))
-        return left + pad_cells + page + (1 << 20)
+        drawn = len(library.pads) * blocks(60_000 * (len(library.grid) + 1)) if pictures else 0
+        return left + pad_cells + page + drawn + (1 << 20)
 
     def save_unfinished(self) -> list[str]:
         self.records = _finished_records(self.space_dir, self.points)
