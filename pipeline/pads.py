@@ -100,6 +100,18 @@ def _sound(plan, label: str, name: str) -> dict:
     return {"name": name, "label": sound.label, "inputs": inputs}
 
 
+def remove_leftovers(library_dir: Path, pad_names) -> list[str]:
+    """Temporary files a killed run left in the library's own files: its manifest and page at
+    the top, and the pads' cells and pictures (the decodes' are the space folder's to clean)."""
+    removed = []
+    for path in [*library_dir.glob(".*"), *(p for name in pad_names
+                                             for p in (library_dir / name).rglob(".*"))]:
+        if files.is_temp(path) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(str(path.relative_to(library_dir)))
+    return removed
+
+
 def write_library_manifest(library_dir: Path, manifest: dict) -> None:
     atomic_write(library_dir / LIBRARY_MANIFEST,
                  (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode())

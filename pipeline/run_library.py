@@ -96,6 +96,7 @@ class LibraryRun(ShardProgress):
             if self.force:
                 output.clear(store)
             output.remove_leftovers(store)
+            pads.remove_leftovers(self.library_dir, [pad.name for pad in library.pads])
             output.remove_stale_cells(store, {d.name for d in library.decodes})
             model_spec = {"path": str(self.model_dir), "identity": model.identity,
                           "hop": model.config.hop, "role": space.model}

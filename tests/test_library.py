@@ -205,10 +205,15 @@ def test_kill_minus_nine_during_a_library_run_then_rerun(tmp_path):
     assert 4 <= done_before < 26, "the run finished before it could be killed"
     assert json.loads((tmp_path / "out/lib/library.json").read_text())["status"] == "running"
 
+    # A kill can also land while the manifest (after every shard) or a pad file is written.
+    library_dir = tmp_path / "out" / "lib"
+    (library_dir / ".library.json.123-abcd0123.tmp").write_text("{")
+    (library_dir / "bass_guitar_keyboard_organ" / "p48").mkdir(parents=True, exist_ok=True)
+    (library_dir / "bass_guitar_keyboard_organ" / "p48" / ".x00_y00.wav.123-abcd0123.tmp").write_bytes(b"RI")
+
     # Resumed with the whole rest in one batch (a cell's key does not depend on the batch).
     result = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
     assert result.decoded == 26 - done_before
-    library_dir = tmp_path / "out" / "lib"
     assert not [p for p in library_dir.rglob(".*.tmp")]
     for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
         for cell in json.loads((library_dir / pad / "manifest.json").read_text())["cells"]:
