@@ -7,6 +7,8 @@
                                 (a library without pitches: <cell>.wav)
         manifest.json           per cell: pitch, grid place, weight per sound, seed stream,
                                 sha256, the decode it plays and how many cells share it
+        space.png, thumbs/      its pictures at its middle pitch (pipeline/explorer/library.py)
+      index.html, explorer-data.js   the library's page
       .decodes/                 every distinct decode once (`d048-<hash>.wav`), with the records
                                 and the lock of a space folder (pipeline/output.py)
 
