@@ -3,6 +3,7 @@
 places."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +88,10 @@ def draw(space_dir: Path, manifest: dict, audio: dict) -> list[str]:
             ax.set_title(f"{corner[0]}: {labels[corner[0]]}", fontsize=7, color="#b00020",
                          parse_math=False)
         ax.set_xlabel(cell["name"], fontsize=6)
-    figure.suptitle(f"{manifest['space']['name']}: {len(cells)} cells, "
-                    f"{manifest['space']['weighting']} weights, mel spectrograms 0-8 kHz", fontsize=9,
-                    parse_math=False)
+    title = (f"{manifest['space']['name']}: {len(cells)} cells, "
+             f"{manifest['space']['weighting']} weights, mel spectrograms 0-8 kHz")
+    # Wrapped to the figure's width (about 20 characters of 9-point text per column).
+    figure.suptitle(textwrap.fill(title, 20 * columns + 8), fontsize=9, parse_math=False)
     figure.tight_layout()
     atomic_write(space_dir / PICTURE, _png(figure))
     plt.close(figure)
