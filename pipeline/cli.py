@@ -72,7 +72,6 @@ def cmd_plan(args) -> None:
 
 def cmd_explore(args) -> None:
     from . import explorer, output
-
     from .explorer import library
     from .pads import DECODES, LIBRARY_MANIFEST
 

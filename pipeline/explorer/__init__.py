@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import SoundspaceError
 from ..files import atomic_write, inside
-from ..output import EXPLORER_FILES, MANIFEST, PICTURE, THUMBS, cell_wav
 from ..config import SOUND_NAME
+from ..output import EXPLORER_FILES, MANIFEST, PICTURE, THUMBS, cell_wav
 from ..pads import LIBRARY_MANIFEST
 from ..space import CELL_NAME, LINE, SQUARE
 from . import pictures
@@ -92,11 +92,10 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
             "line": set(labels) == set(LINE),
             "cells": [{k: cell[k] for k in ("name", "column", "row", "x", "y", "weights", "file",
                                             "seconds", "peak")} for cell in manifest["cells"]],
-            "audio": {name: base64.b64encode(data).decode() for name, data in wav.items()},
             "thumbs": thumbs, "soundBytes": sum((len(d) + 2) // 3 * 4 for d in wav.values()),
             "embedLimit": embed_bytes}
-    if data["soundBytes"] > embed_bytes:
-        data["audio"] = {}
+    data["audio"] = {} if data["soundBytes"] > embed_bytes else \
+        {name: base64.b64encode(content).decode() for name, content in wav.items()}
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     page = resources.files(__package__).joinpath("index.html").read_text()
     atomic_write(space_dir / INDEX, page.replace("{{TITLE}}", html.escape(data["name"])).encode())

@@ -16,9 +16,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from ..export.source import load_source, read_cell
+from ..export.source import checked_cell, load_source, read_cell
 from ..files import atomic_write
-
+from ..space import cells as grid_cells
 from . import DATA, EMBED_BYTES, INDEX, pictures
 
 
@@ -48,10 +48,8 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
                 size += (cell.path.stat().st_size + 2) // 3 * 4
     data["soundBytes"] = size
     if size + len(json.dumps(files)) <= embed_bytes:
-        for cell in distinct.values():
-            read_cell(cell)  # the file the run wrote, checked before it goes into the page
-        data["files"] = files
-        data["audio"] = {sha: base64.b64encode(cell.path.read_bytes()).decode()
+        data["files"] = files  # each file checked (the one the run wrote), read once
+        data["audio"] = {sha: base64.b64encode(checked_cell(cell)[0]).decode()
                          for sha, cell in distinct.items()}
     atomic_write(library_dir / DATA,
                  ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
@@ -61,14 +59,10 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
 
 
 def _pictures(source, pad, pitch: int) -> list[str]:
-    """A pad's pictures at one pitch, drawn as a space's are."""
-    corners = {(0, 0): "NW", (source.resolution - 1, 0): "NE", (0, source.rows - 1): "SW",
-               (source.resolution - 1, source.rows - 1): "SE"}
-    if source.line:
-        corners = {(0, 0): "LEFT", (source.resolution - 1, 0): "RIGHT"}
-    cells = [{"name": f"x{c:02d}_y{r:02d}", "column": c, "row": r,
-              "weights": {label: float(corners.get((c, r)) == label) for label in source.labels}}
-             for (c, r, p) in pad.cells if p == pitch]
+    """A pad's pictures at one pitch, drawn as a space's are (corners named by their weights)."""
+    cells = [{"name": cell.name, "column": cell.xi, "row": cell.yi,
+              "weights": dict(zip(source.labels, cell.weights))}
+             for cell in grid_cells(source.labels, source.resolution, source.weighting)]
     manifest = {"cells": cells, "space": {"name": f"{source.name} {pad.name} at MIDI {pitch}",
                                           "weighting": source.weighting},
                 "inputs": {label: {"label": i.label, "file": i.name}

@@ -80,6 +80,12 @@ class Source:
 
 def read_cell(cell: Cell) -> np.ndarray:
     """The cell's samples as int16, after checking that the file is the one the run wrote."""
+    return checked_cell(cell)[1]
+
+
+def checked_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
+    """The cell's file bytes and its int16 samples, once the file is shown to be the one the run
+    wrote: the recorded sha256, 16 kHz mono of the recorded length."""
     import soundfile
 
     try:
@@ -97,7 +103,7 @@ def read_cell(cell: Cell) -> np.ndarray:
         raise SoundspaceError(f"cannot read {cell.path} as audio ({error})") from None
     if rate != 16000 or audio.shape[1] != 1 or len(audio) != cell.samples:
         raise SoundspaceError(f"{cell.path} is not 16 kHz mono of {cell.samples} samples")
-    return audio[:, 0]
+    return data, audio[:, 0]
 
 
 def load_source(folder, pitch: int | None = None) -> Source:
