@@ -9,6 +9,7 @@ from pipeline.cli import main
 from pipeline.nsynth import NSynth
 from pipeline.nsynth import train as training
 from pipeline.nsynth.model import Autoencoder, ModelConfig
+from pipeline.nsynth.mulaw import mu_law, network_input
 from pipeline.nsynth.random_weights import make_weights
 
 from .conftest import tone
@@ -41,11 +42,11 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp
 
     real_loss, calls = training.loss_on, []
 
-    def dies_at_step_7(net, crops, noise):
+    def dies_at_step_7(net, crops, *rest):
         calls.append(1)
         if len(calls) == 7:
             raise KeyboardInterrupt
-        return real_loss(net, crops, noise)
+        return real_loss(net, crops, *rest)
 
     monkeypatch.setattr(training, "loss_on", dies_at_step_7)
     with pytest.raises(KeyboardInterrupt):
@@ -112,9 +113,9 @@ def test_onset_crops_start_where_generation_starts(tmp_path, monkeypatch):
     def onsets(fraction, out) -> int:
         real_loss, seen = training.loss_on, []
 
-        def spy(net, crops, noise):
+        def spy(net, crops, *rest):
             seen.extend(crops.numpy())
-            return real_loss(net, crops, noise)
+            return real_loss(net, crops, *rest)
 
         monkeypatch.setattr(training, "loss_on", spy)
         options = training.TrainOptions(**{**OPTIONS.__dict__, "onset_crops": fraction,
@@ -130,6 +131,46 @@ def test_onset_crops_start_where_generation_starts(tmp_path, monkeypatch):
     bad = training.TrainOptions(**{**OPTIONS.__dict__, "onset_crops": 1.5})
     with pytest.raises(SoundspaceError, match="--onset-crops 1.5 must be a fraction"):
         training.train(sounds, tmp_path / "bad", TINY, options=bad, progress=False)
+
+
+def test_encoder_context_trains_each_crop_on_the_embedding_generation_uses(tmp_path, monkeypatch):
+    """With --encoder-context, every crop starts on a frame boundary and its loss is the one
+    computed with the frames NSynth.encode (generation's chunked encoder) makes of the whole
+    sound at that place."""
+    config = ModelConfig(**{**TINY.__dict__, "ae_layers": 4, "ae_stages": 4})  # reach 16 samples
+    sounds = {"low.wav": tone(0.5, 131), "high.wav": tone(0.45, 262)}  # 15 and 14 whole frames
+    options = training.TrainOptions(**{**OPTIONS.__dict__, "batch": 8, "steps": 6, "checkpoint_every": 6,
+                                       "onset_crops": 0.25, "encoder_context": True})
+    real_loss, places = training.loss_on, set()
+
+    def spy(net, crops, noise, context, at):
+        got = real_loss(net, crops, noise, context, at)
+        model = NSynth.from_weights({n: p.detach().numpy().copy() for n, p in net.magenta_state().items()},
+                                    stages=config.stages, ae_stages=config.ae_stages)
+        frames = []
+        for crop in crops.numpy():
+            name, start = next((n, s) for n, a in sounds.items() for s in range(0, len(a) - 1023, 512)
+                               if np.array_equal(a[s:s + 1024], crop))
+            frames.append(model.encode(sounds[name][None])[0, start // 512:start // 512 + 2])
+            places.add((name, start))
+        z = torch.from_numpy(np.stack(frames)).transpose(1, 2).repeat_interleave(512, dim=2)
+        x = torch.from_numpy(network_input(crops.numpy()))
+        with torch.no_grad():
+            logits = net.decode_logits(torch.nn.functional.pad(x[:, :-1], (1, 0)), z)
+        want = torch.nn.functional.cross_entropy(logits, torch.from_numpy(mu_law(crops.numpy()) + 128).long())
+        assert abs(got.item() - want.item()) < 1e-5, (got.item(), want.item())
+        return got
+
+    monkeypatch.setattr(training, "loss_on", spy)
+    training.train(sounds, tmp_path / "m", config, options=options, progress=False)
+    assert {("low.wav", 0), ("low.wav", 6656), ("high.wav", 6144)} & places  # a sound's edge
+    assert len(places) > 10
+
+
+def test_encoder_context_refuses_sounds_too_short_for_it(tmp_path):
+    options = training.TrainOptions(**{**OPTIONS.__dict__, "encoder_context": True})
+    with pytest.raises(SoundspaceError, match="--encoder-context needs sounds of at least 2048 samples"):
+        training.train({"a.wav": tone(0.1)}, tmp_path / "m", TINY, options=options, progress=False)
 
 
 @pytest.mark.full

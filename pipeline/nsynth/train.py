@@ -46,14 +46,29 @@ class TrainOptions:
     # starts at the onset almost never, so the decoder learns to continue whatever period it
     # hears rather than to choose one from the embedding.
     onset_crops: float = 0.0
+    # Crops start on frame boundaries and the encoder sees the audio around them (its whole
+    # receptive field, zeros beyond the sound's ends), so each crop is trained on the very
+    # embedding frames generation will use: a lone crop's embedding differs near its edges,
+    # where the encoder meets zero padding mid-sound.
+    encoder_context: bool = False
 
 
-def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio."""
+def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
+            context: torch.Tensor | None = None, at: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio.
+
+    `context` `[B, W]`, if given, is what the encoder reads instead: a stretch of each crop's
+    sound, in which the crop starts at `at` `[B]`."""
     hop = net.config.hop
-    x = torch.from_numpy(network_input(crops.numpy())).to(next(net.parameters()).device)
+    device = next(net.parameters()).device
+    x = torch.from_numpy(network_input(crops.numpy())).to(device)
     target = torch.from_numpy(mu_law(crops.numpy()) + 128).long().to(x.device)
-    z = net.encode(x)
+    if context is None:
+        z = net.encode(x)
+    else:
+        z = net.encode(torch.from_numpy(network_input(context.numpy())).to(device))
+        where = (at.to(device)[:, None] + torch.arange(crops.shape[1], device=device))[:, None, :]
+        z = z.gather(2, where.expand(-1, z.shape[1], -1))
     z = z.reshape(z.shape[0], z.shape[1], -1, hop).mean(-1).repeat_interleave(hop, dim=2)
     inputs = F.pad(x[:, :-1], (1, 0))  # the input at step t is sample t-1
     if input_noise:
@@ -123,6 +138,17 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
 
     names = sorted(sounds)
     audio = [torch.from_numpy(np.ascontiguousarray(sounds[n], dtype=np.float32)) for n in names]
+    # Generation encodes a sound cut to whole frames, in chunks with `margin` samples (whole
+    # frames, the encoder's reach) of the sound on either side.
+    whole = [len(a) // config.hop * config.hop for a in audio]
+    reach = 1 + sum(config.ae_dilation(i) for i in range(config.ae_layers))
+    margin = -(-reach // config.hop) * config.hop
+    window = options.crop + 2 * margin
+    if options.encoder_context and min(whole) < window:
+        short = names[whole.index(min(whole))]
+        raise SoundspaceError(f"--encoder-context needs sounds of at least {window} samples (a crop "
+                              f"and the encoder's reach on both sides); {short} has {min(whole)}: "
+                              "use a smaller --crop or drop --encoder-context")
 
     def save(loss: float) -> None:
         tmp = temp_path(state_path)
@@ -143,12 +169,23 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
             for group in optimizer.param_groups:  # cosine decay from lr to lr / 10
                 group["lr"] = options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / options.steps)))
             picks = rng.integers(len(audio), size=options.batch)
-            starts = [int(rng.integers(len(audio[k]) - options.crop + 1)) for k in picks]
+            if options.encoder_context:
+                starts = [config.hop * int(rng.integers((len(audio[k]) - options.crop) // config.hop + 1))
+                          for k in picks]
+            else:
+                starts = [int(rng.integers(len(audio[k]) - options.crop + 1)) for k in picks]
             if options.onset_crops:
                 starts = [0 if onset else s for s, onset in
                           zip(starts, rng.random(options.batch) < options.onset_crops)]
             crops = torch.stack([audio[k][s:s + options.crop] for k, s in zip(picks, starts)])
-            loss = step_loss(net, crops, options.input_noise)
+            context = at = None
+            if options.encoder_context:
+                # `margin` of the sound on either side of the crop, the window moved inwards at
+                # the sound's ends: there the encoder's padding falls where generation's does.
+                cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
+                context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
+                at = torch.tensor([s - c for s, c in zip(starts, cuts)])
+            loss = step_loss(net, crops, options.input_noise, context, at)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
