@@ -254,7 +254,7 @@ def cmd_train(args) -> None:
     options = TrainOptions(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                            seed=args.seed, checkpoint_every=args.checkpoint_every,
                            input_noise=args.input_noise, onset_crops=args.onset_crops,
-                           encoder_context=args.encoder_context, pitch_loss=args.pitch_loss)
+                           encoder_context=args.encoder_context)
     out = train(sounds, args.out, config=config, init=init, options=options, device=args.device,
                 compile=args.compile)
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
@@ -456,9 +456,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of crops that start at a sound's first sample (0..1)")
     p.add_argument("--encoder-context", action="store_true",
                    help="crops on frame boundaries, encoded with the audio around them as in generation")
-    p.add_argument("--pitch-loss", type=float, default=0.0,
-                   help="weight of a training-only loss that makes each sound's pitch (pyin) "
-                        "readable from its embedding")
     p.add_argument("--compile", action="store_true",
                    help="compile the training step (a minute first, then ~1.4x faster on CPU)")
     p.add_argument("--device", default="cpu")

@@ -143,8 +143,8 @@ def test_encoder_context_trains_each_crop_on_the_embedding_generation_uses(tmp_p
                                        "onset_crops": 0.25, "encoder_context": True})
     real_loss, places = training.loss_on, set()
 
-    def spy(net, crops, noise, context, at, pitch):
-        got = real_loss(net, crops, noise, context, at, pitch)
+    def spy(net, crops, noise, context, at):
+        got = real_loss(net, crops, noise, context, at)
         model = NSynth.from_weights({n: p.detach().numpy().copy() for n, p in net.magenta_state().items()},
                                     stages=config.stages, ae_stages=config.ae_stages)
         frames = []
@@ -181,47 +181,3 @@ def test_a_compiled_training_step_learns_what_the_plain_one_does(tmp_path):
                                       compile=True))
     for name, p in plain.net.magenta_state().items():
         torch.testing.assert_close(fast.net.magenta_state()[name], p, rtol=1e-4, atol=1e-5)
-
-
-def test_sound_pitch_is_the_median_f0_in_octaves_from_c4():
-    assert training.sound_pitch("a", tone(1.0, 220.0)) == pytest.approx(-0.25, abs=0.005)  # 220 = 261.63 / 2**0.25
-    assert training.sound_pitch("b", tone(1.0, 523.25)) == pytest.approx(1.0, abs=0.005)
-    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
-    with pytest.raises(SoundspaceError, match="noise.wav has no pitch that pyin can hear in most of it"):
-        training.sound_pitch("noise.wav", noise)
-
-
-def test_pitch_loss_adds_the_weighted_error_of_a_unit_direction_read_out():
-    net = Autoencoder(TINY)
-    net.load_magenta(make_weights(OPTIONS.seed, TINY))
-    model = NSynth.from_weights({n: p.detach().numpy() for n, p in net.magenta_state().items()},
-                                stages=TINY.stages, ae_stages=TINY.ae_stages)
-    crops = torch.from_numpy(np.stack([tone(0.3, 131)[:1024], tone(0.3, 262)[1024:2048]]))
-    readout = torch.nn.Linear(16, 1)
-    with torch.no_grad():
-        readout.weight.zero_()
-        readout.weight[0, 3] = 5.0  # direction: embedding value 3, whatever the length
-        readout.bias.fill_(0.3)
-        plain = training.loss_on(net, crops).item()
-        octaves = torch.tensor([-1.0, 0.0])
-        with_pitch = training.loss_on(net, crops, pitch=(readout, octaves, 0.5)).item()
-    frames = model.encode(crops.numpy())[:, :, 3]  # [2 crops, 2 frames]
-    said = frames + 0.3
-    want = 0.5 * np.mean((said - 2.0 * octaves.numpy()[:, None]) ** 2)  # 2 units per octave
-    assert with_pitch - plain == pytest.approx(want, rel=1e-4)
-
-
-def test_pitch_loss_makes_pitch_a_direction_of_the_embedding(tmp_path):
-    """After training with it, the read-out (kept in the training state) gives every frame of
-    both sounds its pitch, 2 embedding units per octave."""
-    sounds = {"low.wav": tone(0.5, 131), "high.wav": tone(0.5, 262)}  # an octave apart
-    config = ModelConfig(**{**TINY.__dict__, "ae_layers": 4, "ae_stages": 4, "ae_width": 8})
-    options = training.TrainOptions(**{**OPTIONS.__dict__, "steps": 200, "checkpoint_every": 200,
-                                       "pitch_loss": 1.0})
-    out = training.train(sounds, tmp_path / "m", config, options=options, progress=False)
-    state = torch.load(out / training.STATE_FILE, weights_only=False)["pitch_readout"]
-    direction = (state["weight"][0] / state["weight"][0].norm()).numpy()
-    z = NSynth.load(out).encode(np.stack(list(sounds.values())))  # [2, 15 frames, 16]
-    said = z @ direction + state["bias"].numpy()
-    octaves = np.log2(np.array([131, 262]) / 261.626)  # -1.0 and 0.0: the targets, 2 per octave
-    assert np.abs(said - 2 * octaves[:, None]).max() < 0.4, said.round(2)

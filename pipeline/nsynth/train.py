@@ -27,7 +27,6 @@ from .mulaw import mu_law, network_input
 from .random_weights import make_weights
 
 STATE_FILE = "train-state.pt"
-PITCH_SCALE = 2.0  # embedding units per octave asked for by --pitch-loss
 
 
 @dataclass(frozen=True)
@@ -52,23 +51,14 @@ class TrainOptions:
     # embedding frames generation will use: a lone crop's embedding differs near its edges,
     # where the encoder meets zero padding mid-sound.
     encoder_context: bool = False
-    # Weight of an auxiliary loss that makes pitch plain in the embedding: a linear read-out of
-    # every embedding frame must give its sound's pitch (octaves from C4, from the median f0 of
-    # the sound by pyin). The read-out is training-only; the model keeps its form. Without it
-    # the encoder has little reason to encode pitch (the teacher-forced decoder hears it in its
-    # past), and a decoder that must choose a pitch from the embedding alone, as generation
-    # does, chooses among the pitches it was trained on.
-    pitch_loss: float = 0.0
 
 
 def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
-            context: torch.Tensor | None = None, at: torch.Tensor | None = None,
-            pitch: tuple | None = None) -> torch.Tensor:
+            context: torch.Tensor | None = None, at: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio.
 
     `context` `[B, W]`, if given, is what the encoder reads instead: a stretch of each crop's
-    sound, in which the crop starts at `at` `[B]`. `pitch` = (read-out, targets `[B]` in
-    octaves, weight) adds the weighted mean squared error of the read-out on every frame."""
+    sound, in which the crop starts at `at` `[B]`."""
     hop = net.config.hop
     device = next(net.parameters()).device
     x = torch.from_numpy(network_input(crops.numpy())).to(device)
@@ -79,35 +69,11 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
         z = net.encode(torch.from_numpy(network_input(context.numpy())).to(device))
         where = (at.to(device)[:, None] + torch.arange(crops.shape[1], device=device))[:, None, :]
         z = z.gather(2, where.expand(-1, z.shape[1], -1))
-    frames = z.reshape(z.shape[0], z.shape[1], -1, hop).mean(-1)
-    z = frames.repeat_interleave(hop, dim=2)
+    z = z.reshape(z.shape[0], z.shape[1], -1, hop).mean(-1).repeat_interleave(hop, dim=2)
     inputs = F.pad(x[:, :-1], (1, 0))  # the input at step t is sample t-1
     if input_noise:
         inputs = inputs + input_noise * torch.randn_like(inputs)
-    loss = F.cross_entropy(net.decode_logits(inputs, z), target)
-    if pitch is not None:
-        readout, octaves, weight = pitch
-        # A unit direction: pitch must move the embedding itself, by PITCH_SCALE per octave,
-        # not merely be recoverable from a faint trace by a large read-out weight.
-        direction = readout.weight[0] / readout.weight[0].norm()
-        said = torch.einsum("bdf,d->bf", frames, direction) + readout.bias
-        loss = loss + weight * (said - PITCH_SCALE * octaves.to(device)[:, None]).square().mean()
-    return loss
-
-
-def sound_pitch(name: str, audio: np.ndarray) -> float:
-    """A sound's pitch in octaves from C4: log2 of its median f0 (pyin) over the frames pyin
-    thinks voiced with probability >= 1/2, which must be at least half of them (pyin's own
-    voiced flags call most frames of white noise voiced; its probabilities do not)."""
-    import librosa
-
-    f0, _, probability = librosa.pyin(audio, fmin=librosa.note_to_hz("C1"),
-                                      fmax=librosa.note_to_hz("C7"), sr=16000, frame_length=2048)
-    voiced = probability >= 0.5
-    if voiced.mean() < 0.5:
-        raise SoundspaceError(f"{name} has no pitch that pyin can hear in most of it: --pitch-loss "
-                              "needs pitched sounds; drop it or leave this sound out")
-    return float(np.log2(np.median(f0[voiced]) / librosa.note_to_hz("C4")))
+    return F.cross_entropy(net.decode_logits(inputs, z), target)
 
 
 def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
@@ -153,13 +119,9 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
         {n: p.detach().cpu().numpy() for n, p in init.net.magenta_state().items()}
         if init is not None else make_weights(options.seed, config))
     net = net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
-    with torch.random.fork_rng():  # for --pitch-loss only, and leaves the random streams as they were
-        torch.manual_seed(options.seed)
-        readout = torch.nn.Linear(config.bottleneck, 1).to(device)
-    trained = list(net.parameters()) + (list(readout.parameters()) if options.pitch_loss else [])
-    optimizer = torch.optim.Adam(trained, lr=options.lr)
     step = 0
     if state_path.is_file():
         saved = torch.load(state_path, map_location=device, weights_only=False)
@@ -168,7 +130,6 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                                   f"({saved['options']}, {saved['config']}); resume it with the "
                                   "same options, or train into another --out")
         net.load_state_dict(saved["model"])
-        readout.load_state_dict(saved["pitch_readout"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
         torch.set_rng_state(saved["torch_rng"])
@@ -183,7 +144,6 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     reach = 1 + sum(config.ae_dilation(i) for i in range(config.ae_layers))
     margin = -(-reach // config.hop) * config.hop
     window = options.crop + 2 * margin
-    octaves = [sound_pitch(names[k], a.numpy()) for k, a in enumerate(audio)] if options.pitch_loss else []
     if options.encoder_context and min(whole) < window:
         short = names[whole.index(min(whole))]
         raise SoundspaceError(f"--encoder-context needs sounds of at least {window} samples (a crop "
@@ -192,7 +152,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
 
     def save(loss: float) -> None:
         tmp = temp_path(state_path)
-        torch.save({"model": net.state_dict(), "pitch_readout": readout.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "config": config.to_dict(), "options": asdict(options)}, tmp)
         os.replace(tmp, state_path)
@@ -225,10 +185,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                 cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
                 context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
                 at = torch.tensor([s - c for s, c in zip(starts, cuts)])
-            pitch = None
-            if options.pitch_loss:
-                pitch = (readout, torch.tensor([octaves[k] for k in picks]), options.pitch_loss)
-            loss = step_loss(net, crops, options.input_noise, context, at, pitch)
+            loss = step_loss(net, crops, options.input_noise, context, at)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
