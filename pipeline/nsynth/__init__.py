@@ -112,8 +112,7 @@ class NSynth:
         x[:, :usable] = network_input(audio[:, :usable])
         x = torch.from_numpy(x).to(self.device)
         # One side of the encoder's receptive field, in whole frames.
-        reach = 1 + sum(self.config.ae_dilation(i) for i in range(self.config.ae_layers))
-        context = -(-reach // hop)
+        context = -(-self.config.ae_reach() // hop)
         per_chunk = max(1, ENCODE_CHUNK_SAMPLES // hop - 2 * context)
         rows = max(1, ENCODE_CHUNK_SAMPLES // ((min(per_chunk, frames) + 2 * context) * hop))
         out = np.zeros((x.shape[0], frames, self.config.bottleneck), np.float32)

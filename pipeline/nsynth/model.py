@@ -46,6 +46,10 @@ class ModelConfig:
     def ae_dilation(self, i: int) -> int:
         return 2 ** (i % self.ae_stages)
 
+    def ae_reach(self) -> int:
+        """How many samples to either side one encoder output depends on."""
+        return 1 + sum(self.ae_dilation(i) for i in range(self.ae_layers))
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -141,8 +141,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     # Generation encodes a sound cut to whole frames, in chunks with `margin` samples (whole
     # frames, the encoder's reach) of the sound on either side.
     whole = [len(a) // config.hop * config.hop for a in audio]
-    reach = 1 + sum(config.ae_dilation(i) for i in range(config.ae_layers))
-    margin = -(-reach // config.hop) * config.hop
+    margin = -(-config.ae_reach() // config.hop) * config.hop
     window = options.crop + 2 * margin
     if options.encoder_context and min(whole) < window:
         short = names[whole.index(min(whole))]
