@@ -253,7 +253,8 @@ def cmd_train(args) -> None:
         config = ModelConfig.from_dict({**base, **sizes})
     options = TrainOptions(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                            seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           input_noise=args.input_noise, onset_crops=args.onset_crops,
+                           input_noise=args.input_noise, input_noise_end=args.input_noise_end,
+                           onset_crops=args.onset_crops,
                            encoder_context=args.encoder_context)
     out = train(sounds, args.out, config=config, init=init, options=options, device=args.device,
                 compile=args.compile)
@@ -452,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--input-noise", type=float, default=0.0,
                    help="std of noise on the decoder's input samples (1/128 = one mu-law bin)")
+    p.add_argument("--input-noise-end", type=float,
+                   help="let the noise fall from --input-noise to this along the learning rate's cosine")
     p.add_argument("--onset-crops", type=float, default=0.0,
                    help="fraction of crops that start at a sound's first sample (0..1)")
     p.add_argument("--encoder-context", action="store_true",

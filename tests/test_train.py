@@ -181,3 +181,43 @@ def test_a_compiled_training_step_learns_what_the_plain_one_does(tmp_path):
                                       compile=True))
     for name, p in plain.net.magenta_state().items():
         torch.testing.assert_close(fast.net.magenta_state()[name], p, rtol=1e-4, atol=1e-5)
+
+
+def test_input_noise_falls_along_the_cosine_to_its_end_level(tmp_path, monkeypatch):
+    """--input-noise-end: step 0 trains at the start level, the middle step half way, the last
+    step a hair above the end level (cos(pi * 11/12) = -0.966); each level is what the decoder's
+    inputs actually carry."""
+    real_loss, levels = training.loss_on, []
+
+    def spy(net, crops, noise, *rest):
+        decode, fed = net.decode_logits, []
+        net.decode_logits = lambda inputs, z: fed.append(inputs) or decode(inputs, z)
+        got = real_loss(net, crops, noise, *rest)
+        del net.decode_logits
+        clean = torch.nn.functional.pad(torch.from_numpy(network_input(crops.numpy()))[:, :-1], (1, 0))
+        levels.append((float(noise), (fed[0] - clean).std().item()))
+        return got
+
+    monkeypatch.setattr(training, "loss_on", spy)
+    options = training.TrainOptions(**{**OPTIONS.__dict__, "input_noise": 0.05, "input_noise_end": 0.01})
+    training.train(data(), tmp_path / "m", TINY, options=options, progress=False)
+    assert len(levels) == 12
+    for level, measured in levels:  # 2,048 noise samples a step: their std within 10 %
+        assert measured == pytest.approx(level, rel=0.1)
+    levels = [level for level, _ in levels]
+    assert levels[0] == pytest.approx(0.05) and levels[6] == pytest.approx(0.03)
+    assert levels[11] == pytest.approx(0.01 + 0.04 * (1 - 0.9659258) / 2)
+    assert all(a > b for a, b in zip(levels, levels[1:]))
+    for flag, bad in (("input_noise", -0.1), ("input_noise_end", 1.5)):
+        options = training.TrainOptions(**{**OPTIONS.__dict__, "input_noise": 0.05, flag: bad})
+        with pytest.raises(SoundspaceError, match=f"--{flag.replace('_', '-')} {bad:g} must be from 0"):
+            training.train(data(), tmp_path / "bad", TINY, options=options, progress=False)
+
+
+def test_a_sound_at_full_scale_trains(tmp_path):
+    """A sample of exactly 1.0 is mu-law bin 128, one past the last of the 256 classes: it is
+    scored as the top class rather than crashing the run."""
+    loud = {"loud.wav": np.clip(2 * tone(0.3, 131), -1, 1)}
+    assert (loud["loud.wav"] == 1.0).any()
+    out = training.train(loud, tmp_path / "m", TINY, options=OPTIONS, progress=False)
+    assert NSynth.load(out).meta["source"]["steps"] == OPTIONS.steps

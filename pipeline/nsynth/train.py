@@ -41,6 +41,10 @@ class TrainOptions:
     # is 1/128). A decoder trained only on clean inputs can predict them well yet drift once it
     # feeds on its own samples; noisy inputs push it to lean on the conditioning instead.
     input_noise: float = 0.0
+    # If set, the noise falls from `input_noise` to this along the learning rate's cosine: early
+    # on a noisy past teaches the decoder to take pitch and timbre from the embedding; late, a
+    # cleaner past lets it sharpen its predictions (a decoder kept unsure samples hiss).
+    input_noise_end: float | None = None
     # Fraction of crops that start at a sound's first sample. Generation always starts there,
     # from silence, and the first periods it draws set the pitch it then sustains; a random crop
     # starts at the onset almost never, so the decoder learns to continue whatever period it
@@ -53,16 +57,18 @@ class TrainOptions:
     encoder_context: bool = False
 
 
-def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
+def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Tensor = 0.0,
             context: torch.Tensor | None = None, at: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio.
 
     `context` `[B, W]`, if given, is what the encoder reads instead: a stretch of each crop's
-    sound, in which the crop starts at `at` `[B]`."""
+    sound, in which the crop starts at `at` `[B]`. A tensor `input_noise` (0-d) is a level that
+    changes from step to step, passed as a tensor so that a compiled step is not recompiled."""
     hop = net.config.hop
     device = next(net.parameters()).device
     x = torch.from_numpy(network_input(crops.numpy())).to(device)
-    target = torch.from_numpy(mu_law(crops.numpy()) + 128).long().to(x.device)
+    # A full-scale sample (1.0) is bin 128 in mu-law; as a class it is the top one, 255.
+    target = torch.from_numpy(np.minimum(mu_law(crops.numpy()) + 128, 255)).long().to(x.device)
     if context is None:
         z = net.encode(x)
     else:
@@ -71,7 +77,7 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
         z = z.gather(2, where.expand(-1, z.shape[1], -1))
     z = z.reshape(z.shape[0], z.shape[1], -1, hop).mean(-1).repeat_interleave(hop, dim=2)
     inputs = F.pad(x[:, :-1], (1, 0))  # the input at step t is sample t-1
-    if input_noise:
+    if isinstance(input_noise, torch.Tensor) or input_noise:
         inputs = inputs + input_noise * torch.randn_like(inputs)
     return F.cross_entropy(net.decode_logits(inputs, z), target)
 
@@ -79,6 +85,9 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float = 0.0,
 def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
     if not sounds:
         raise SoundspaceError("no sounds to train on")
+    for flag, value in (("--input-noise", options.input_noise), ("--input-noise-end", options.input_noise_end)):
+        if value is not None and not 0 <= value < 1:
+            raise SoundspaceError(f"{flag} {value:g} must be from 0 to below 1 (one mu-law bin is 1/128)")
     if not 0 <= options.onset_crops <= 1:
         raise SoundspaceError(f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1")
     if options.crop <= 0 or options.crop % hop:
@@ -167,6 +176,11 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
         while step < options.steps:
             for group in optimizer.param_groups:  # cosine decay from lr to lr / 10
                 group["lr"] = options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / options.steps)))
+            noise = options.input_noise
+            if options.input_noise_end is not None:  # the same cosine, from 1 to 0
+                cosine = 0.5 * (1 + math.cos(math.pi * step / options.steps))
+                noise = torch.tensor(options.input_noise_end + (noise - options.input_noise_end) * cosine,
+                                     dtype=torch.float32, device=device)
             picks = rng.integers(len(audio), size=options.batch)
             if options.encoder_context:
                 starts = [config.hop * int(rng.integers((len(audio[k]) - options.crop) // config.hop + 1))
@@ -184,7 +198,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                 cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
                 context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
                 at = torch.tensor([s - c for s, c in zip(starts, cuts)])
-            loss = step_loss(net, crops, options.input_noise, context, at)
+            loss = step_loss(net, crops, noise, context, at)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
