@@ -8,7 +8,9 @@ SOUNDSPACE_REQUIRE_DOCKER is set (scripts/test sets it, so CI fails instead).
 """
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,31 @@ import soundfile
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE = bool(os.environ.get("SOUNDSPACE_REQUIRE_DOCKER"))
 pytestmark = pytest.mark.timeout(1800)  # cold image builds
+STARTED_ENGINES: list[int] = []  # dockerd processes this module started, stopped when it ends
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_the_engines_this_module_started():
+    """An engine started for the smoke tests (and the containerd it runs) ends with them: no
+    process outlives the run that started it. One that was already running is left alone."""
+    yield
+    for pid in STARTED_ENGINES:
+        if not _alive(pid):
+            continue
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(60):
+            if not _alive(pid):
+                break
+            time.sleep(0.5)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def tool(name: str) -> str:
@@ -83,6 +110,7 @@ def _engine_and_offline_inputs(timings: dict) -> None:
     start = time.perf_counter()
     engine = subprocess.run([str(ROOT / "scripts" / "docker-engine")], capture_output=True, text=True)
     timings["engine (started when none answers)"] = time.perf_counter() - start
+    STARTED_ENGINES.extend(int(pid) for pid in re.findall(r"started dockerd \(pid (\d+)\)", engine.stdout))
     if engine.returncode != 0:
         message = f"NO DOCKER ENGINE: the Docker smoke test did not run. {engine.stderr.strip()}"
         if REQUIRE:
