@@ -174,12 +174,12 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     with tqdm(total=options.steps, initial=step, disable=not progress, unit="step",
               desc="training") as bar:
         while step < options.steps:
-            for group in optimizer.param_groups:  # cosine decay from lr to lr / 10
-                group["lr"] = options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / options.steps)))
+            fall = 1 + math.cos(math.pi * step / options.steps)  # a cosine from 2 down to 0
+            for group in optimizer.param_groups:  # from lr to lr / 10
+                group["lr"] = options.lr * (0.1 + 0.45 * fall)
             noise = options.input_noise
-            if options.input_noise_end is not None:  # the same cosine, from 1 to 0
-                cosine = 0.5 * (1 + math.cos(math.pi * step / options.steps))
-                noise = torch.tensor(options.input_noise_end + (noise - options.input_noise_end) * cosine,
+            if options.input_noise_end is not None:  # from input_noise to input_noise_end
+                noise = torch.tensor(options.input_noise_end + (noise - options.input_noise_end) * 0.5 * fall,
                                      dtype=torch.float32, device=device)
             picks = rng.integers(len(audio), size=options.batch)
             if options.encoder_context:
