@@ -28,16 +28,16 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     library_dir = Path(library_dir)
     source = load_source(library_dir)
     shown = source.pitches[len(source.pitches) // 2]
-    written = [f"{pad.name}/{file}" for pad in source.pads
-               for file in (_pictures(source, pad, shown) if pictures_too else [])]
+    # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
+    folders = {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")] for p in source.pitches}
+    written = [f"{pad.name}/{file}" for pad in source.pads if pictures_too
+               for file in _pictures(source, pad, shown, pitched=bool(folders[shown]))]
     data = {"name": source.name, "resolution": source.resolution, "weighting": source.weighting,
             "pitches": list(source.pitches), "labels": list(source.labels),
             "corners": {label: [{"name": i.name, "label": i.label} for i in instruments]
                         for label, instruments in source.instruments.items()},
             "pads": [pad.name for pad in source.pads], "files": None, "audio": None,
-            # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
-            "folders": {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")]
-                        for p in source.pitches},
+            "folders": folders,
             "embedLimit": embed_bytes, "picturePitch": shown, "pictures": pictures_too}
     distinct, files, size = {}, {}, 0
     for pad in source.pads:
@@ -58,13 +58,14 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     return written + [DATA, INDEX]
 
 
-def _pictures(source, pad, pitch: int) -> list[str]:
-    """A pad's pictures at one pitch, drawn as a space's are (corners named by their weights)."""
+def _pictures(source, pad, pitch: int, pitched: bool) -> list[str]:
+    """A pad's pictures at one pitch, drawn as a space's are (corners named by their weights);
+    the title names the pitch only where the library has pitches (else it is export's guess)."""
     cells = [{"name": cell.name, "column": cell.xi, "row": cell.yi,
               "weights": dict(zip(source.labels, cell.weights))}
              for cell in grid_cells(source.labels, source.resolution, source.weighting)]
-    manifest = {"cells": cells, "space": {"name": f"{source.name} {pad.name} at MIDI {pitch}",
-                                          "weighting": source.weighting},
+    title = f"{source.name} {pad.name}" + (f" at MIDI {pitch}" if pitched else "")
+    manifest = {"cells": cells, "space": {"name": title, "weighting": source.weighting},
                 "inputs": {label: {"label": i.label, "file": i.name}
                            for label, i in zip(source.labels, pad.corners)}}
     audio = {cell["name"]: read_cell(pad.cells[(cell["column"], cell["row"], pitch)]) / 32768
