@@ -221,3 +221,41 @@ def test_a_sound_at_full_scale_trains(tmp_path):
     assert (loud["loud.wav"] == 1.0).any()
     out = training.train(loud, tmp_path / "m", TINY, options=OPTIONS, progress=False)
     assert NSynth.load(out).meta["source"]["steps"] == OPTIONS.steps
+
+
+def test_self_feed_puts_the_decoders_own_draws_one_step_later(tmp_path):
+    """--self-feed: a first pass whose predictions are certain (a spike on a known bin at each
+    step) must show up, one step later and as that bin's network input, at the replaced
+    positions of the scored pass; the true previous sample stays everywhere else."""
+    crops = torch.from_numpy(np.stack([tone(0.3, 131)[:1024], tone(0.3, 262)[1024:2048]]))
+    net = Autoencoder(TINY)
+    net.load_magenta(make_weights(OPTIONS.seed, TINY))
+    decode, fed = net.decode_logits, []
+    spike = torch.full((2, 256, 1024), -1e4)
+    bins = (torch.arange(1024) * 7) % 256  # the class predicted at step t
+    spike[:, bins, torch.arange(1024)] = 0.0
+
+    def spy(inputs, z):
+        fed.append(inputs.detach().clone())
+        return spike if len(fed) == 1 else decode(inputs, z)
+
+    net.decode_logits = spy
+    clean = torch.nn.functional.pad(torch.from_numpy(network_input(crops.numpy()))[:, :-1], (1, 0))
+    own = torch.nn.functional.pad(((bins[:-1] - 128) / 128.0).expand(2, -1), (1, 0))
+    for fraction in (1.0, 0.5):
+        fed.clear()
+        torch.manual_seed(0)
+        training.loss_on(net, crops, self_feed=fraction)
+        assert len(fed) == 2
+        assert torch.equal(fed[0], clean)
+        is_own, is_clean = fed[1] == own, fed[1] == clean
+        assert bool((is_own | is_clean).all())
+        replaced = (is_own & ~is_clean).float().mean().item()
+        assert replaced == pytest.approx(fraction * (is_own != is_clean).float().mean().item(), abs=0.04)
+    assert torch.equal(fed[1][:, 0], torch.zeros(2))  # nothing before the first sample
+    fed.clear()
+    training.loss_on(net, crops)
+    assert len(fed) == 1  # no extra pass unless asked for
+    bad = training.TrainOptions(**{**OPTIONS.__dict__, "self_feed": 1.5})
+    with pytest.raises(SoundspaceError, match="--self-feed 1.5 must be a fraction"):
+        training.train(data(), tmp_path / "bad", TINY, options=bad, progress=False)

@@ -55,15 +55,24 @@ class TrainOptions:
     # embedding frames generation will use: a lone crop's embedding differs near its edges,
     # where the encoder meets zero padding mid-sound.
     encoder_context: bool = False
+    # Fraction of the decoder's input samples replaced by its own draws (parallel scheduled
+    # sampling): a first, gradient-free pass predicts every sample from the true past, one draw
+    # is taken from each prediction, and the scored pass sees those draws in place of the true
+    # samples at random positions. Generation feeds the decoder nothing but its own draws; this
+    # noise is shaped like the model's own mistakes, so it shrinks where the model is sure
+    # instead of keeping every prediction as wide as a fixed Gaussian does.
+    self_feed: float = 0.0
 
 
 def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Tensor = 0.0,
-            context: torch.Tensor | None = None, at: torch.Tensor | None = None) -> torch.Tensor:
+            context: torch.Tensor | None = None, at: torch.Tensor | None = None,
+            self_feed: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio.
 
     `context` `[B, W]`, if given, is what the encoder reads instead: a stretch of each crop's
     sound, in which the crop starts at `at` `[B]`. A tensor `input_noise` (0-d) is a level that
-    changes from step to step, passed as a tensor so that a compiled step is not recompiled."""
+    changes from step to step, passed as a tensor so that a compiled step is not recompiled.
+    `self_feed` is `TrainOptions.self_feed`."""
     hop = net.config.hop
     device = next(net.parameters()).device
     x = torch.from_numpy(network_input(crops.numpy())).to(device)
@@ -79,6 +88,13 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Te
     inputs = F.pad(x[:, :-1], (1, 0))  # the input at step t is sample t-1
     if isinstance(input_noise, torch.Tensor) or input_noise:
         inputs = inputs + input_noise * torch.randn_like(inputs)
+    if self_feed:
+        with torch.no_grad():  # one draw per sample (Gumbel-max), as the bin generation feeds
+            logits = net.decode_logits(inputs, z.detach())
+            gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_(min=1e-20)))
+            drawn = ((logits + gumbel).argmax(1) - 128).float() / 128  # the draw for sample t
+        drawn = F.pad(drawn[:, :-1], (1, 0))  # ... is the input at step t + 1
+        inputs = torch.where(torch.rand_like(inputs) < self_feed, drawn, inputs)
     return F.cross_entropy(net.decode_logits(inputs, z), target)
 
 
@@ -88,6 +104,8 @@ def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
     for flag, value in (("--input-noise", options.input_noise), ("--input-noise-end", options.input_noise_end)):
         if value is not None and not 0 <= value < 1:
             raise SoundspaceError(f"{flag} {value:g} must be from 0 to below 1 (one mu-law bin is 1/128)")
+    if not 0 <= options.self_feed <= 1:
+        raise SoundspaceError(f"--self-feed {options.self_feed:g} must be a fraction from 0 to 1")
     if not 0 <= options.onset_crops <= 1:
         raise SoundspaceError(f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1")
     if options.crop <= 0 or options.crop % hop:
@@ -198,7 +216,7 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                 cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
                 context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
                 at = torch.tensor([s - c for s, c in zip(starts, cuts)])
-            loss = step_loss(net, crops, noise, context, at)
+            loss = step_loss(net, crops, noise, context, at, options.self_feed)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
