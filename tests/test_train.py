@@ -143,8 +143,8 @@ def test_encoder_context_trains_each_crop_on_the_embedding_generation_uses(tmp_p
                                        "onset_crops": 0.25, "encoder_context": True})
     real_loss, places = training.loss_on, set()
 
-    def spy(net, crops, noise, context, at):
-        got = real_loss(net, crops, noise, context, at)
+    def spy(net, crops, noise, context, at, *rest):
+        got = real_loss(net, crops, noise, context, at, *rest)
         model = NSynth.from_weights({n: p.detach().numpy().copy() for n, p in net.magenta_state().items()},
                                     stages=config.stages, ae_stages=config.ae_stages)
         frames = []
