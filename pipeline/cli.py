@@ -255,7 +255,8 @@ def cmd_train(args) -> None:
                            seed=args.seed, checkpoint_every=args.checkpoint_every,
                            input_noise=args.input_noise, input_noise_end=args.input_noise_end,
                            onset_crops=args.onset_crops,
-                           encoder_context=args.encoder_context, self_feed=args.self_feed)
+                           encoder_context=args.encoder_context, self_feed=args.self_feed,
+                           self_feed_from=args.self_feed_from)
     out = train(sounds, args.out, config=config, init=init, options=options, device=args.device,
                 compile=args.compile)
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
@@ -459,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of crops that start at a sound's first sample (0..1)")
     p.add_argument("--self-feed", type=float, default=0.0,
                    help="fraction of the decoder's input samples replaced by its own draws (0..1)")
+    p.add_argument("--self-feed-from", type=float, default=0.0,
+                   help="fraction of the run trained without self-feeding first (0..<1)")
     p.add_argument("--encoder-context", action="store_true",
                    help="crops on frame boundaries, encoded with the audio around them as in generation")
     p.add_argument("--compile", action="store_true",

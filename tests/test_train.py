@@ -259,3 +259,29 @@ def test_self_feed_puts_the_decoders_own_draws_one_step_later(tmp_path):
     bad = training.TrainOptions(**{**OPTIONS.__dict__, "self_feed": 1.5})
     with pytest.raises(SoundspaceError, match="--self-feed 1.5 must be a fraction"):
         training.train(data(), tmp_path / "bad", TINY, options=bad, progress=False)
+
+
+def test_self_feed_from_starts_self_feeding_part_way_through_the_run(tmp_path, monkeypatch):
+    """--self-feed-from 0.25 on an 8-step run: steps 0 and 1 train plainly (one decoder pass),
+    steps 2 to 7 self-feed (two passes); a value with no --self-feed, or of 1, is refused."""
+    real_loss, feeds = training.loss_on, []
+
+    def spy(net, crops, noise, context, at, self_feed):
+        decode, passes = net.decode_logits, []
+        net.decode_logits = lambda inputs, z: passes.append(1) or decode(inputs, z)
+        got = real_loss(net, crops, noise, context, at, self_feed)
+        del net.decode_logits
+        feeds.append((self_feed, len(passes)))
+        return got
+
+    monkeypatch.setattr(training, "loss_on", spy)
+    options = training.TrainOptions(**{**OPTIONS.__dict__, "steps": 8, "self_feed": 0.5,
+                                       "self_feed_from": 0.25})
+    training.train(data(), tmp_path / "m", TINY, options=options, progress=False)
+    assert feeds == [(0.0, 1)] * 2 + [(0.5, 2)] * 6
+    for bad, message in (({"self_feed": 0.0}, "--self-feed is 0"), ({"self_feed": 0.5, "self_feed_from": 1.0},
+                                                                    "--self-feed-from 1 must be a fraction")):
+        bad_options = training.TrainOptions(**{**OPTIONS.__dict__, "self_feed_from": 0.5, **bad})
+        with pytest.raises(SoundspaceError, match=message):
+            training.train(data(), tmp_path / "bad", TINY, options=bad_options, progress=False)
+        assert not (tmp_path / "bad").exists()

@@ -62,6 +62,11 @@ class TrainOptions:
     # noise is shaped like the model's own mistakes, so it shrinks where the model is sure
     # instead of keeping every prediction as wide as a fixed Gaussian does.
     self_feed: float = 0.0
+    # Fraction of the run before self-feeding starts. An untrained decoder's draws are noise, and
+    # the gradient-free pass makes each step ~1.5x slower; its own mistakes are worth learning
+    # from once it makes few, so a run can spend its first steps learning plainly (scheduled
+    # sampling likewise raises the share of the model's own samples as training goes on).
+    self_feed_from: float = 0.0
 
 
 def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Tensor = 0.0,
@@ -106,6 +111,12 @@ def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
             raise SoundspaceError(f"{flag} {value:g} must be from 0 to below 1 (one mu-law bin is 1/128)")
     if not 0 <= options.self_feed <= 1:
         raise SoundspaceError(f"--self-feed {options.self_feed:g} must be a fraction from 0 to 1")
+    if not 0 <= options.self_feed_from < 1:
+        raise SoundspaceError(f"--self-feed-from {options.self_feed_from:g} must be a fraction of the "
+                              "run from 0 to below 1")
+    if options.self_feed_from and not options.self_feed:
+        raise SoundspaceError("--self-feed-from says when self-feeding starts, but --self-feed is 0: "
+                              "give --self-feed F too, or drop --self-feed-from")
     if not 0 <= options.onset_crops <= 1:
         raise SoundspaceError(f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1")
     if options.crop <= 0 or options.crop % hop:
@@ -216,7 +227,8 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                 cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
                 context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
                 at = torch.tensor([s - c for s, c in zip(starts, cuts)])
-            loss = step_loss(net, crops, noise, context, at, options.self_feed)
+            feed = options.self_feed if step >= options.self_feed_from * options.steps else 0.0
+            loss = step_loss(net, crops, noise, context, at, feed)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
