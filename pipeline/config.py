@@ -57,15 +57,25 @@ class Sound(_Strict):
     label: str | None = None
 
 
-class SpaceConfig(_Strict):
+class _Grid(_Strict):
+    """What a space and a library both say: the name, how corners are mixed, the sampling seed,
+    which model and what is done to each decoded sound. Each adds its sounds, resolution and
+    length."""
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    sounds: dict[str, Sound]
-    resolution: int = Field(ge=2)
     weighting: Literal["bilinear", "radial"] = "bilinear"
-    length: float = Field(gt=0.0, le=MAX_LENGTH_SECONDS)
     seed: int = Field(0, ge=0, lt=2**63)
     model: Literal["real", "test"] = "real"
     postprocess: PostProcess = PostProcess()
+
+    @property
+    def labels(self) -> tuple:
+        return LINE if set(self.sounds) == set(LINE) else SQUARE
+
+
+class SpaceConfig(_Grid):
+    sounds: dict[str, Sound]
+    resolution: int = Field(ge=2)
+    length: float = Field(gt=0.0, le=MAX_LENGTH_SECONDS)
 
     @field_validator("sounds", mode="before")
     @classmethod
@@ -107,10 +117,6 @@ class SpaceConfig(_Strict):
         return self
 
     @property
-    def labels(self) -> tuple:
-        return LINE if set(self.sounds) == set(LINE) else SQUARE
-
-    @property
     def cell_count(self) -> int:
         return self.resolution ** (1 if self.labels == LINE else 2)
 
@@ -129,22 +135,17 @@ class LibrarySound(_Strict):
     file: str | None = Field(None, min_length=1)
 
 
-class LibraryConfig(_Strict):
+class LibraryConfig(_Grid):
     """A library: several sounds per corner (every combination is a pad) and/or several pitches
     (every pitch is its own grid). The fields shared with a space mean the same; `length` may be
     left out, and then each input keeps its own length (the inputs of a pad must then agree)."""
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     sounds: dict[str, list[LibrarySound]]
     pitches: list[Annotated[int, Field(ge=0, le=127)]] | None = Field(None, min_length=1)
     pattern: str | None = Field(None, min_length=1)  # default: {sound}_{pitch}.wav, or {sound}.wav
     missing_pitches: Literal["error", "shift"] = "error"
     max_shift_semitones: int = Field(6, ge=1, le=12)
     resolution: int = Field(ge=2, le=MAX_RESOLUTION)
-    weighting: Literal["bilinear", "radial"] = "bilinear"
     length: float | None = Field(None, gt=0.0, le=MAX_LENGTH_SECONDS)
-    seed: int = Field(0, ge=0, lt=2**63)
-    model: Literal["real", "test"] = "real"
-    postprocess: PostProcess = PostProcess()
 
     @field_validator("sounds", mode="before")
     @classmethod
@@ -195,10 +196,6 @@ class LibraryConfig(_Strict):
                                      "library has `pitches`; give `files` {\"PITCH\": FILE, ...} "
                                      "or follow the pattern")
         return self
-
-    @property
-    def labels(self) -> tuple:
-        return LINE if set(self.sounds) == set(LINE) else SQUARE
 
 
 def is_library(data: dict) -> bool:

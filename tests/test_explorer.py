@@ -83,6 +83,10 @@ def chromium():
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
+# What the head both pages share gives a page: standards mode (its doctype) and the dark theme.
+SHARED_HEAD = "return document.compatMode + ' ' + getComputedStyle(document.body).backgroundColor"
+
+
 def wait_for(driver, script, expected, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,6 +105,7 @@ def test_page_in_headless_chromium_from_file(test_space):
     driver = chromium()
     try:
         driver.get((test_space / "index.html").as_uri())
+        assert driver.execute_script(SHARED_HEAD) == "CSS1Compat rgb(17, 17, 17)"
         cells = driver.find_elements(By.CSS_SELECTOR, "#pad .cell")
         assert len(cells) == 9
         assert [c.get_attribute("data-name") for c in cells[:3]] == ["x00_y00", "x01_y00", "x02_y00"]
@@ -269,6 +274,7 @@ def test_library_page_from_file(test_library):
         # Small enough to embed (the default bound, 8 MB): plays from disk, fetching nothing.
         assert main(["explore", str(test_library)]) == 0
         driver.get((test_library / "index.html").as_uri())
+        assert driver.execute_script(SHARED_HEAD) == "CSS1Compat rgb(17, 17, 17)"
         assert not driver.find_element(By.ID, "serve-hint").is_displayed()
         driver.find_element(By.ID, "loop").click()
         ActionChains(driver).key_down("h").perform()

@@ -37,6 +37,14 @@ SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_N
                             rf"{THUMBS}/{CELL_NAME.pattern}\.png))?")
 
 
+def page(template: str, title: str) -> bytes:
+    """An explorer page: its template with the head both pages share (document head, colours,
+    base layout) put in, and the space's or library's name as the title."""
+    files = resources.files(__package__)
+    text = files.joinpath(template).read_text().replace("{{HEAD}}\n", files.joinpath("head.html").read_text())
+    return text.replace("{{TITLE}}", html.escape(title)).encode()
+
+
 def _read_manifest(space_dir: Path) -> dict:
     """The space's manifest, checked as hostile: a folder may come from anywhere, and every name
     in it becomes a path or lands in the page."""
@@ -97,8 +105,7 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
     data["audio"] = {} if data["soundBytes"] > embed_bytes else \
         {name: base64.b64encode(content).decode() for name, content in wav.items()}
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
-    page = resources.files(__package__).joinpath("index.html").read_text()
-    atomic_write(space_dir / INDEX, page.replace("{{TITLE}}", html.escape(data["name"])).encode())
+    atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]
 
 

@@ -11,15 +11,13 @@ embedded, each distinct file once, so that it plays from file:// with no server;
 from __future__ import annotations
 
 import base64
-import html
 import json
-from importlib import resources
 from pathlib import Path
 
 from ..export.source import checked_cell, load_source, read_cell
 from ..files import atomic_write
 from ..space import cells as grid_cells
-from . import DATA, EMBED_BYTES, INDEX, pictures
+from . import DATA, EMBED_BYTES, INDEX, page, pictures
 
 
 def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True) -> list[str]:
@@ -53,8 +51,7 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
                          for sha, cell in distinct.items()}
     atomic_write(library_dir / DATA,
                  ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
-    page = resources.files(__package__).joinpath("library.html").read_text()
-    atomic_write(library_dir / INDEX, page.replace("{{TITLE}}", html.escape(source.name)).encode())
+    atomic_write(library_dir / INDEX, page("library.html", source.name))
     return written + [DATA, INDEX]
 
 
