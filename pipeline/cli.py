@@ -225,7 +225,7 @@ def cmd_decode(args) -> None:
 
 # The size `soundspace train` builds when none is given: the demo model's (the test suite's
 # default model), small enough to train in well under an hour on two CPU cores.
-DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 10, "ae_width": 16,
+DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 5, "ae_width": 16,
              "ae_layers": 10, "ae_stages": 10, "bottleneck": 16, "hop": 512}
 
 
