@@ -102,19 +102,46 @@ def describe(error: OSError, hint: bool = True) -> str:
     return f"{where}{cause}" + (f"; {advice}" if advice else "")
 
 
+def _names_a_live_process(line: str) -> bool:
+    """Whether a lock file's line ("process PID on HOST (since ...)") may name a running process:
+    false only for a process of this machine that has ended."""
+    words = line.split()
+    if len(words) < 4 or words[0] != "process" or not words[1].isdigit() or words[3] != socket.gethostname():
+        return True
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # another user's process, or no process id at all: shown as written
+    return True
+
+
 class FolderLock:
     """An exclusive lock on a folder (`flock` on a file in it), held by one process at a time and
     released by the kernel when that process ends, even by `kill -9`. The file names the holder,
     so a second run can say who it is waiting for."""
 
     def __init__(self, path: Path, what: str):
-        self.path, self.what, self.file = Path(path), what, None
+        self.path, self.what, self.file, self.held = Path(path), what, None, False
 
-    def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "another process"
-        except OSError:
-            return "another process"
+    def holder(self, patience: float = 1.0) -> str:
+        """Who holds the lock, as the holder wrote it. A holder writes its line just after it
+        takes the lock, so a file that is empty or names a process of this machine that has
+        ended (a run killed before it could clear its line) belongs to a run that started a
+        moment earlier: it is read again for up to `patience` seconds before the holder goes
+        unnamed."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                text = self.path.read_text().strip()
+            except OSError:
+                return "another process"
+            if text and _names_a_live_process(text):
+                return text
+            if time.monotonic() > deadline:
+                return "another process"
+            time.sleep(0.01)
 
     def acquire(self, wait: bool = False, log=print) -> "FolderLock":
         self.file = open(self.path, "a+")
@@ -133,9 +160,17 @@ class FolderLock:
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
         self.file.flush()
+        self.held = True
         return self
 
     def release(self) -> None:
         if self.file is not None:
+            if self.held:  # leave no name behind for the next run to report
+                try:
+                    self.file.truncate(0)
+                    self.file.flush()
+                except OSError:
+                    pass  # a stale name is only read back after checking that it lives
             self.file.close()  # closing drops the flock
+            self.held = False
             self.file = None

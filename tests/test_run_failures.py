@@ -127,6 +127,49 @@ def test_two_runs_started_together_one_refuses_with_the_lock_message(tmp_path):
     assert not [p for p in space_dir.rglob(".*.tmp")]
 
 
+@pytest.mark.parametrize("left_behind", ["", "a killed run's line"])
+def test_a_run_that_took_the_lock_a_moment_ago_is_named(tmp_path, left_behind):
+    """Two runs started together: the loser may look before the winner has written its name,
+    into a lock file that is empty or still names a run killed earlier (a dead process)."""
+    import fcntl
+    import socket
+    import threading
+
+    from pipeline import SoundspaceError
+    from pipeline.files import FolderLock
+
+    path = tmp_path / "lock"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path.write_text(f"process {dead.pid} on {socket.gethostname()} (since 2026-01-01 00:00:00)\n"
+                    if left_behind else "")
+    winner = open(path, "a+")
+    fcntl.flock(winner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, its name not yet written
+
+    def write_name():
+        time.sleep(0.3)
+        winner.seek(0)
+        winner.truncate()
+        winner.write(f"process {os.getpid()} on {socket.gethostname()} (since now)\n")
+        winner.flush()
+
+    threading.Thread(target=write_name).start()
+    try:
+        with pytest.raises(SoundspaceError, match=f"being written by process {os.getpid()} on"):
+            FolderLock(path, "the space").acquire()
+    finally:
+        winner.close()
+
+
+def test_a_finished_run_leaves_no_name_in_its_lock(tmp_path):
+    from pipeline.files import FolderLock
+
+    lock = FolderLock(tmp_path / "lock", "the space").acquire()
+    assert f"process {os.getpid()} " in (tmp_path / "lock").read_text()
+    lock.release()
+    assert (tmp_path / "lock").read_text() == ""
+
+
 def test_a_second_run_with_wait_waits_then_finds_everything_done(tmp_path):
     data, flow = slow_space(tmp_path), workflow(tmp_path, shard_size=1, decode_batch=1)
     first = subprocess.Popen(command(flow, data), cwd=ROOT, stdout=subprocess.DEVNULL,
