@@ -153,11 +153,13 @@ def test_a_run_that_took_the_lock_a_moment_ago_is_named(tmp_path, left_behind):
         winner.write(f"process {os.getpid()} on {socket.gethostname()} (since now)\n")
         winner.flush()
 
-    threading.Thread(target=write_name).start()
+    writer = threading.Thread(target=write_name)
+    writer.start()
     try:
         with pytest.raises(SoundspaceError, match=f"being written by process {os.getpid()} on"):
             FolderLock(path, "the space").acquire()
     finally:
+        writer.join()
         winner.close()
 
 
