@@ -14,8 +14,10 @@ import fcntl
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import SoundspaceError
@@ -58,18 +60,58 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def atomic_write(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+@contextmanager
+def atomic_file(path, sync: bool = True):
+    """A temporary path beside `path` for the block to write (by any means: a library's own
+    writer, a hard link); renamed to `path` when the block ends without error, removed otherwise.
+    `sync`: the bytes reach the disk before the rename, so the file survives a power loss."""
     path = Path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if sync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, flushed to disk, and a rename."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_folder(path, keep_existing: bool = False):
+    """A temporary folder beside `path` for the block to fill; when the block ends without error
+    it replaces `path` (by two renames: a reader sees the old folder or the new one, whole), or,
+    with `keep_existing`, is dropped where `path` exists (another writer finished first and the
+    contents are the same). Removed on error."""
+    path = Path(path)
+    building = temp_path(path)
+    building.mkdir()
+    try:
+        yield building
+        if keep_existing and path.exists():
+            shutil.rmtree(building, ignore_errors=True)
+            return
+        if path.exists():
+            old = temp_path(path)
+            os.rename(path, old)
+            os.rename(building, path)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        try:
+            os.rename(building, path)
+        except OSError:
+            if not (keep_existing and path.exists()):  # else another writer renamed first
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
         raise
 
 

@@ -140,27 +140,29 @@ def write_embeddings(space_dir: Path, **arrays) -> None:
     atomic_write(space_dir / EMBEDDINGS, buffer.getvalue())
 
 
-def merge_finished(incoming, spec, space_dir) -> tuple[int, list]:
+def merge_finished(incoming, spec, space_dir) -> tuple[int, dict, list]:
     """The space's integrity rule for cells made elsewhere. Move the cells of `spec` (a
     shards.ShardSpec) that a remote worker made (`incoming`: WAVs and their records, as render_shard
     writes them) into the space, each only after checking it: its record's key is the planned one,
     the WAV has the recorded sha256 and is 16 kHz mono of the space's length. WAV first, then
-    record, each by rename. Returns the points merged and the cells that failed or are missing."""
+    record, each by rename. Returns the points merged, the records of their cells, and the cells
+    that failed or are missing."""
     import soundfile
 
     incoming, space_dir = Path(incoming), Path(space_dir)
-    merged, missing = 0, []
+    merged, records, missing = 0, {}, []
     for point in spec.points:
-        good = []
+        good = {}
         for name in point["cells"]:
-            if finished(incoming, name, point["key"]) is None:
+            record = finished(incoming, name, point["key"])
+            if record is None:
                 continue
             try:
                 info = soundfile.info(incoming / f"{name}.wav")
             except RuntimeError:
                 continue
             if (info.samplerate, info.channels, info.frames) == (16000, 1, spec.samples):
-                good.append(name)
+                good[name] = record
         if len(good) < len(point["cells"]):
             missing += [name for name in point["cells"] if name not in good]
             continue
@@ -168,5 +170,6 @@ def merge_finished(incoming, spec, space_dir) -> tuple[int, list]:
         for name in good:  # a kill between the two renames leaves nothing taken as done
             os.replace(incoming / f"{name}.wav", space_dir / f"{name}.wav")
             os.replace(incoming / RECORDS / f"{name}.json", space_dir / RECORDS / f"{name}.json")
+        records.update(good)
         merged += 1
-    return merged, missing
+    return merged, records, missing

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, output, postprocess
-from .files import inside
+from .files import atomic_folder, inside
 from .space import WORK_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
@@ -92,25 +90,36 @@ class ShardSpec:
         return spec
 
 
+def model_on_node(folder: Path, fill) -> Path:
+    """The one way a model folder is made on a machine that decodes (a Paperspace job unpacking
+    `/storage`'s zip, a Ray node receiving the run's model): made once, by `fill(tmp)` writing
+    its files into a temporary folder renamed to `folder` when whole; makers racing here (jobs,
+    workers) take turns on a lock file beside it, and the later ones find it made."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not folder.is_dir():
+                with atomic_folder(folder) as tmp:
+                    fill(tmp)
+    return folder
+
+
 def locate_model(path) -> Path:
     """A model folder, or a zip of one unpacked once beside it (Paperspace's `/storage` holds
-    either). Two jobs unpacking at the same time take turns on a lock file, and the unpacked
-    folder appears under its final name only when complete."""
+    either)."""
     path = Path(path)
     if (path / "model.json").is_file():
         return path
     if path.is_file() and zipfile.is_zipfile(path):
-        target = path.with_name(path.name + ".unpacked")
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not target.is_dir():
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                with zipfile.ZipFile(path) as archive:
-                    for name in archive.namelist():  # a folder entry ends with "/"
-                        inside(tmp, name.removesuffix("/"), f"entry of {path}")
-                    archive.extractall(tmp)
-                os.replace(tmp, target)
+        def unpack(tmp: Path) -> None:
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():  # a folder entry ends with "/"
+                    inside(tmp, name.removesuffix("/"), f"entry of {path}")
+                archive.extractall(tmp)
+
+        target = model_on_node(path.with_name(path.name + ".unpacked"), unpack)
         found = [p.parent for p in target.rglob("model.json")]
         if len(found) == 1:
             return found[0]
@@ -127,8 +136,20 @@ def plan(point_count: int, shard_size: int) -> list[np.ndarray]:
 
 def pending(spec: ShardSpec, space_dir) -> list[int]:
     """Indices of the shard's points with a cell that is not done."""
-    return [i for i, point in enumerate(spec.points)
-            if any(output.finished(space_dir, name, point["key"]) is None for name in point["cells"])]
+    return survey(spec, space_dir)[0]
+
+
+def survey(spec: ShardSpec, space_dir) -> tuple[list[int], dict]:
+    """The shard's points with a cell that is not done (indices), and the records of its cells
+    that are."""
+    todo, records = [], {}
+    for i, point in enumerate(spec.points):
+        found = {name: output.finished(space_dir, name, point["key"]) for name in point["cells"]}
+        if any(record is None for record in found.values()):
+            todo.append(i)
+        else:
+            records.update(found)
+    return todo, records
 
 
 def _model(spec: ShardSpec):
@@ -145,13 +166,14 @@ def _model(spec: ShardSpec):
 
 
 def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None = None) -> dict:
-    """Make every cell of the shard that is not done. Returns the seconds spent per stage and the
-    number of points decoded; `progress(samples)` is told the decoder's progress. `made_on`
+    """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
+    number of points decoded and the records of the shard's finished cells (the run keeps them:
+    it never reads its own files back); `progress(samples)` is told the decoder's progress. `made_on`
     (which machine made the cells, e.g. a Ray node's address) goes into each cell's record."""
-    todo = pending(spec, space_dir)
+    todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     if not todo:
-        return {"seconds": seconds, "decoded": 0}
+        return {"seconds": seconds, "decoded": 0, "records": records}
     model = _model(spec)
     for b0 in range(0, len(todo), spec.decode_batch):
         batch = todo[b0:b0 + spec.decode_batch]
@@ -166,12 +188,12 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
             start = time.perf_counter()
             point = spec.points[i]
             for name in point["cells"]:
-                output.write_cell(space_dir, name, finished,
-                                  {"key": point["key"], "seed": point["seed"],
-                                   "decoded_with": point["cells"][0], "model": spec.model["identity"],
-                                   **({"made_on": made_on} if made_on else {})})
+                records[name] = output.write_cell(
+                    space_dir, name, finished,
+                    {"key": point["key"], "seed": point["seed"], "decoded_with": point["cells"][0],
+                     "model": spec.model["identity"], **({"made_on": made_on} if made_on else {})})
             seconds["write"] += time.perf_counter() - start
-    return {"seconds": seconds, "decoded": len(todo)}
+    return {"seconds": seconds, "decoded": len(todo), "records": records}
 
 
 def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:
@@ -199,8 +221,8 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
     log(f"shard {spec.index + 1}/{spec.count} of {spec.space}: {len(spec.points)} point(s), "
         f"{total // max(spec.decoded_samples, 1)} to decode")
     result = render_shard(spec, out, progress=report)
-    cells = {name: output.finished(out, name, point["key"])
-             for point in spec.points for name in point["cells"]}
+    records = result.pop("records")
+    cells = {name: records.get(name) for point in spec.points for name in point["cells"]}
     manifest = {"space": spec.space, "shard": spec.index, "count": spec.count,
                 "model": spec.model["identity"], "cells": cells, **result}
     output.atomic_write(out / SHARD_MANIFEST, json.dumps(manifest, indent=1).encode())

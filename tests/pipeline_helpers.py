@@ -30,3 +30,10 @@ def dataset(folder: Path, labels=("NW", "NE", "SW", "SE"), **fields) -> Path:
              "resolution": 3, "length": 1.0, "seed": 0, **fields}
     (folder / "space.json").write_text(json.dumps(space))
     return folder
+
+
+def generate_space(dataset_dir, workflow_path, **options):
+    """The run of one dataset folder (`generate_spaces` of one), its result."""
+    from pipeline.run import generate_spaces
+
+    return generate_spaces([dataset_dir], workflow_path, **options)[0]

@@ -230,7 +230,7 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
 def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
     """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
     writes on the host is byte for byte the one the local backend makes here."""
-    from pipeline.run import generate_space
+    from .pipeline_helpers import generate_space
 
     from .pipeline_helpers import TEST_DATASET, workflow
 

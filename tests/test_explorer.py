@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import TEST_DATASET, dataset, workflow
 

@@ -16,7 +16,7 @@ import soxr
 
 from pipeline.cli import main
 from pipeline.postprocess import open_nsynth_super_chain
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import dataset, workflow
 from .test_library import small_library

@@ -17,7 +17,7 @@ import pytest
 from pipeline import SoundspaceError
 from pipeline.cli import main
 from pipeline.files import inside
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import dataset, workflow
 

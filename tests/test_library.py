@@ -20,7 +20,7 @@ from pipeline import SoundspaceError
 from pipeline.cli import main
 from pipeline.config import load_space
 from pipeline.library import plan_library
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import workflow
 

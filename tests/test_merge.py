@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 from pipeline import SoundspaceError
-from pipeline.backends.ray import RayBackend
+from pipeline.backends.remote import receive
 from pipeline.nsynth import NSynth
 from pipeline.output import RECORDS, merge_finished
 from pipeline.shards import ShardSpec, render_shard
@@ -66,7 +66,9 @@ def rewrite_wav(folder: Path, name: str, audio, rate: int) -> None:
 def test_untouched_cells_are_merged(rendered, incoming, tmp_path):
     space = tmp_path / "space"
     space.mkdir()
-    assert merge_finished(incoming, rendered[0], space) == (2, [])
+    merged, records, missing = merge_finished(incoming, rendered[0], space)
+    assert (merged, sorted(records), missing) == (2, ["x00_y00", "x01_y00"], [])
+    assert records["x01_y00"] == json.loads((space / RECORDS / "x01_y00.json").read_text())
     assert sorted(p.name for p in space.glob("*.wav")) == ["x00_y00.wav", "x01_y00.wav"]
 
 
@@ -113,22 +115,22 @@ def test_a_cell_failing_a_check_is_refused_and_the_space_is_unchanged(rendered, 
     space = tmp_path / "space"
     space.mkdir()
     tamper(incoming)
-    merged, missing = merge_finished(incoming, rendered[0], space)
-    assert (merged, missing) == (1, ["x00_y00"])  # the other, untouched cell still merges
+    merged, records, missing = merge_finished(incoming, rendered[0], space)
+    assert (merged, list(records), missing) == (1, ["x01_y00"], ["x00_y00"])  # the other, untouched cell still merges
     assert not (space / "x00_y00.wav").exists()
     assert not (space / RECORDS / "x00_y00.json").exists()
 
 
 def test_a_worker_reply_naming_a_path_outside_is_refused(rendered, tmp_path):
-    """Ray replies carry file names; one with `..` must not be written anywhere."""
+    """Remote replies (a Ray worker's, a job's artifacts) carry file names; one with `..` must not
+    be written anywhere."""
     spec, folder = rendered
     space = tmp_path / "space"
     (space / ".soundspace").mkdir(parents=True)
     files = {p.relative_to(folder).as_posix(): p.read_bytes()
              for p in folder.rglob("*") if p.is_file()}
     files["../../escaped.wav"] = b"written outside the space"
-    with pytest.raises(SoundspaceError, match="refusing file name from a Ray worker"):
-        RayBackend._merge({"files": files, "result": {}, "scratch": str(tmp_path / "none")},
-                          spec, space)
+    with pytest.raises(SoundspaceError, match="refusing file name from Ray node 10.0.0.2"):
+        receive(files, spec, space, "Ray node 10.0.0.2")
     assert not list(tmp_path.rglob("escaped.wav"))
     assert not list(space.glob("*.wav"))

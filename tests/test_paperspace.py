@@ -19,7 +19,7 @@ from pipeline.paperspace import client as jobs_api
 from pipeline.paperspace.standin import StandIn
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 from pipeline.output import cell_key
 from pipeline.shards import SHARD_MANIFEST, ShardSpec, locate_model, render_shard_folder
 

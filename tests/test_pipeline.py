@@ -14,7 +14,7 @@ import soundfile
 
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import TEST_DATASET, dataset, workflow
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run import generate_space, generate_spaces
+from pipeline.run import generate_spaces
+
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs

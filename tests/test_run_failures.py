@@ -22,7 +22,7 @@ import pytest
 import soundfile
 
 from pipeline.cli import main
-from pipeline.run import generate_space
+from .pipeline_helpers import generate_space
 
 from .pipeline_helpers import dataset, workflow
 

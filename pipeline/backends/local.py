@@ -20,7 +20,7 @@ from multiprocessing.connection import wait
 
 from .. import SoundspaceError
 from ..shards import render_shard
-from . import run_tasks
+from .tasks import run_tasks
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1

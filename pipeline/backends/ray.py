@@ -2,12 +2,13 @@
 already run (any cloud, Kubernetes, several machines) or on a local one.
 
 Nothing but the Ray connection is shared with the workers. The model folder travels through
-Ray's object store, put once per run; a node unpacks it once into its scratch folder under the
-model's identity (`<scratch>/models/<identity>`) and the shard runner checks that identity
+Ray's object store, put once per run; a node makes its copy once (`shards.model_on_node`, as a
+Paperspace job unpacks its zip) in its scratch folder under the model's identity
+(`<scratch>/models/<identity>`), and the shard runner checks that identity
 before it decodes. Each task renders its shard into a scratch folder on its node, keyed by the
 shard's cells, and returns the finished WAVs and records (each record names the node that made
-it, `made_on`); the driver checks each cell and merges it into the space exactly as the other
-backends' results are merged (`output.merge_finished`), and the task's scratch folder is removed
+it, `made_on`); the driver checks each cell and merges it into the store with the function every
+remote backend uses (`backends.remote.receive`), and the task's scratch folder is removed
 by the task once its files are in the reply.
 
 `device: auto` becomes `cuda` when the cluster has GPUs, and then every task asks Ray for one
@@ -31,8 +32,9 @@ from pathlib import Path
 from .. import SoundspaceError, output
 from ..files import inside
 from ..nsynth.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from ..shards import ShardSpec, render_shard
-from . import run_tasks
+from ..shards import ShardSpec, model_on_node, render_shard
+from .remote import receive
+from .tasks import run_tasks
 
 
 def _scratch_root(configured: str | None) -> Path:
@@ -44,37 +46,24 @@ def _scratch(spec: ShardSpec, root: Path) -> Path:
     return root / f"{spec.space}-{spec.index + 1}of{spec.count}-{keys}"
 
 
-def _model_on_node(root: Path, identity: str, model_ref: list) -> Path:
-    """This node's copy of the run's model: fetched from the object store only when the node has
-    none yet, written under a temporary name and renamed, so workers racing here agree."""
-    folder = root / "models" / identity
-    if not (folder / CONFIG_FILE).is_file():
-        import ray
-
-        files = ray.get(model_ref[0])
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{identity[:16]}-", dir=folder.parent))
-        for name, data in files.items():
-            inside(tmp, name, "model file").write_bytes(data)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another worker of this node renamed its copy first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
 def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list) -> dict:
     """The Ray task: render into this node's scratch folder, return the files and the result.
     `model_ref` is a list so that Ray does not fetch the model for a node that has it."""
     import ray
 
     root = _scratch_root(scratch_root)
-    spec.model = {**spec.model, "path": str(_model_on_node(root, spec.model["identity"], model_ref))}
+    def fetch(tmp: Path) -> None:  # only for a node without the model yet
+        for name, data in ray.get(model_ref[0]).items():
+            inside(tmp, name, "model file").write_bytes(data)
+
+    folder = model_on_node(root / "models" / spec.model["identity"], fetch)
+    spec.model = {**spec.model, "path": str(folder)}
     scratch = _scratch(spec, root)
     scratch.mkdir(parents=True, exist_ok=True)
     output.atomic_write(scratch / "worker.pid", str(os.getpid()).encode())
     node = ray.util.get_node_ip_address()
     result = render_shard(spec, scratch, made_on=f"ray node {node}")
+    del result["records"]  # the driver takes records only from the files it checks
     files = {}
     for point in spec.points:
         for name in point["cells"]:
@@ -157,10 +146,16 @@ class RayBackend:
             return [(ref, lambda ref=ref: finish(ref)) for ref in done]
 
         def finish(ref):
-            spec, space_dir = tasks[index[ref]]
+            spec, store = tasks[index[ref]]
             reply = self._reply(ray, ref, spec)
-            progress(self._merge(reply, spec, Path(space_dir)) * spec.decoded_samples)
-            return reply["result"]
+            merged, records, missing = receive(reply["files"], spec, Path(store),
+                                               f"Ray node {reply.get('node')}")
+            if missing:
+                raise SoundspaceError(f"shard {spec.index + 1}/{spec.count} of {spec.space}: the "
+                                      f"cells from Ray node {reply.get('node')} failed the check: "
+                                      f"{', '.join(missing[:5])}")
+            progress(merged * spec.decoded_samples)
+            return {**reply["result"], "records": records}
 
         def cancel(refs):
             for ref in refs:
@@ -182,20 +177,3 @@ class RayBackend:
                 f"{shard}: its Ray worker or node was lost, and Ray's reruns (ray.retries = "
                 f"{self.settings.retries}) did not complete it: {str(error).splitlines()[0]}. "
                 f"{keep}") from None
-
-    @staticmethod
-    def _merge(reply: dict, spec: ShardSpec, space_dir: Path) -> int:
-        incoming = Path(tempfile.mkdtemp(prefix=output.INCOMING, dir=space_dir / output.STATE))
-        try:
-            for name, data in reply["files"].items():
-                target = inside(incoming, name, "file name from a Ray worker")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            merged, missing = output.merge_finished(incoming, spec, space_dir)
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
-        if missing:
-            raise SoundspaceError(f"shard {spec.index + 1}/{spec.count} of {spec.space}: the cells "
-                                  f"from Ray node {reply.get('node')} failed the check: "
-                                  f"{', '.join(missing[:5])}")
-        return merged

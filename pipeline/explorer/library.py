@@ -24,7 +24,7 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     """(Re)write the library's page and data, and (`pictures_too`) each pad's `space.png` and
     thumbnails at its middle pitch; returns the files written."""
     library_dir = Path(library_dir)
-    source = load_source(library_dir)
+    source = load_source(library_dir, page_pending=True)
     shown = source.pitches[len(source.pitches) // 2]
     # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
     folders = {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")] for p in source.pitches}

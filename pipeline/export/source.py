@@ -106,15 +106,16 @@ def checked_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
     return data, audio[:, 0]
 
 
-def load_source(folder, pitch: int | None = None) -> Source:
+def load_source(folder, pitch: int | None = None, page_pending: bool = False) -> Source:
     """Read the space or library in `folder`; `pitch` is the MIDI note of a space's sounds (or of
-    a library without pitches), which their files do not say."""
+    a library without pitches), which their files do not say. `page_pending`: a library whose
+    run lacks only its page is read too (by the page writer)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SoundspaceError(f"{folder} is not a folder: give a space or library folder "
                               "that soundspace generate wrote")
     if (folder / LIBRARY_MANIFEST).is_file():
-        return _library(folder, pitch)
+        return _library(folder, pitch, page_pending)
     manifest = _json(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
     if manifest is not None and manifest.get("format") == PAD_FORMAT:
         raise SoundspaceError(f"{folder} is one pad of the library {folder.parent}: export the "
@@ -138,7 +139,12 @@ def _json(path: Path) -> dict:
     return data
 
 
-def _complete(manifest: dict, path: Path) -> None:
+def _complete(manifest: dict, path: Path, page_pending: bool = False) -> None:
+    """Only a finished run is read; `page_pending`: also one that lacks only its page (the page
+    writer reads the library it is about to complete)."""
+    if page_pending and manifest.get("status") == "incomplete" and \
+            manifest.get("missing") == {"explorer": True}:
+        return
     if manifest.get("status") != "complete":
         raise SoundspaceError(f"{path} says the run is {str(manifest.get('status'))[:20]!r}, not "
                               "complete: run the same generate command again to finish it, "
@@ -228,12 +234,12 @@ def _identity(manifest: dict, path: Path) -> str:
     return identity
 
 
-def _library(folder: Path, pitch: int | None) -> Source:
+def _library(folder: Path, pitch: int | None, page_pending: bool) -> Source:
     path = folder / LIBRARY_MANIFEST
     manifest = _json(path)
     if manifest.get("format") != LIBRARY_FORMAT:
         raise SoundspaceError(f"{path} is not a library manifest ({LIBRARY_FORMAT})")
-    _complete(manifest, path)
+    _complete(manifest, path, page_pending)
     library = _config(LibraryConfig, manifest.get("library"), path)
     if library.pitches is not None and pitch is not None:
         raise SoundspaceError(f"--pitch is for a space, whose files do not say their note; the "

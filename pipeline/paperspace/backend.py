@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sys
 import tempfile
 import threading
@@ -30,10 +29,11 @@ import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from .. import SoundspaceError, output
+from .. import SoundspaceError
 from ..files import inside
-from ..backends import run_tasks
-from ..shards import SHARD_MANIFEST, ShardSpec, pending
+from ..backends.remote import receive
+from ..backends.tasks import run_tasks
+from ..shards import SHARD_MANIFEST, ShardSpec
 from ..space import WORK_NAME
 from .client import JobsClient
 
@@ -110,13 +110,14 @@ class PaperspaceBackend:
     def _run_shard(self, spec: ShardSpec, space_dir: Path, progress) -> dict:
         label = f"shard {spec.index + 1}/{spec.count}"
         storage_model = getattr(self.settings.storage_models, spec.model.get("role", "real"))
-        attempts, decoded, spent = 0, 0, {}
+        attempts, decoded, spent, records = 0, 0, {}, {}
         while True:
             if self.stopping.is_set():
                 raise SoundspaceError(f"{label}: not started, the run is stopping")
-            todo = spec.only(pending(spec, space_dir))
+            todo = spec.only([i for i, point in enumerate(spec.points)
+                              if any(name not in records for name in point["cells"])])
             if not todo.points:
-                return {"seconds": spent, "decoded": decoded}
+                return {"seconds": spent, "decoded": decoded, "records": records}
             job = self.client.create_job({
                 "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}-{attempts + 1}-"
                         f"{secrets.token_hex(4)}",
@@ -140,7 +141,8 @@ class PaperspaceBackend:
             finally:
                 self.active.discard(job_id)
             state = str(job.get("state", "")).lower()
-            merged, seconds = self._collect(job_id, todo, space_dir, complete=state == "stopped")
+            merged, seconds = self._collect(job_id, todo, space_dir, records,
+                                            complete=state == "stopped")
             decoded += merged
             for stage, value in seconds.items():
                 spent[stage] = spent.get(stage, 0.0) + value
@@ -196,31 +198,28 @@ class PaperspaceBackend:
             interval = min(interval * 1.5, 6 * self.settings.poll_seconds) if state == "pending" \
                 else self.settings.poll_seconds
 
-    def _collect(self, job_id: str, spec: ShardSpec, space_dir: Path, complete: bool) -> tuple:
-        """Download the job's artifacts, verify every cell and merge the good ones into the space.
-        Returns the points merged and the job's seconds per stage (from its shard manifest);
-        with `complete`, every cell of `spec` must be there."""
-        listing = self.client.artifacts(job_id)
-        incoming = Path(tempfile.mkdtemp(prefix=output.INCOMING, dir=space_dir / output.STATE))
+    def _collect(self, job_id: str, spec: ShardSpec, space_dir: Path, records: dict,
+                 complete: bool) -> tuple:
+        """Download the job's artifacts, verify every cell and merge the good ones into the space,
+        adding their records to `records`. Returns the points merged and the job's seconds per
+        stage (from its shard manifest); with `complete`, every cell of `spec` must be there."""
+        found = {}
+        for item in self.client.artifacts(job_id):
+            name = str(item.get("file", ""))
+            inside(space_dir, name, f"artifact of job {job_id}")
+            if not (CELL_FILE.match(name) or name == SHARD_MANIFEST or RECORD_FILE.match(name)):
+                continue  # something else the job wrote: not part of the space
+            url = item.get("url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise SoundspaceError(f"artifact {name} of job {job_id} has no download link "
+                                      f"({str(url)[:60]!r})")
+            found[name] = self.client.download(url)
         try:
-            for item in listing:
-                name = str(item.get("file", ""))
-                target = inside(incoming, name, f"artifact of job {job_id}")
-                if not (CELL_FILE.match(name) or name == SHARD_MANIFEST or RECORD_FILE.match(name)):
-                    continue  # something else the job wrote: not part of the space
-                target.parent.mkdir(parents=True, exist_ok=True)
-                url = item.get("url")
-                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                    raise SoundspaceError(f"artifact {name} of job {job_id} has no download link "
-                                          f"({str(url)[:60]!r})")
-                target.write_bytes(self.client.download(url))
-            merged, missing = output.merge_finished(incoming, spec, space_dir)
-            try:
-                seconds = json.loads((incoming / SHARD_MANIFEST).read_text()).get("seconds", {})
-            except (OSError, ValueError, AttributeError):
-                seconds = {}
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+            seconds = json.loads(found.pop(SHARD_MANIFEST, b"{}")).get("seconds", {})
+        except (ValueError, AttributeError):
+            seconds = {}
+        merged, got, missing = receive(found, spec, space_dir, f"job {job_id}")
+        records.update(got)
         if complete and missing:
             raise SoundspaceError(f"job {job_id} ended Stopped but its artifacts lack or fail the check "
                                   f"for {len(missing)} cell(s): {', '.join(missing[:5])}")
