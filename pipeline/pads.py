@@ -47,8 +47,7 @@ def place(source: Path, target: Path) -> str:
     if target.exists() and os.path.samefile(source, target):
         return "link"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = files.temp_path(target)
-    try:
+    with files.atomic_file(target, sync=False) as tmp:  # the decode it repeats is on disk
         try:
             os.link(source, tmp)
             how = "link"
@@ -57,10 +56,6 @@ def place(source: Path, target: Path) -> str:
                 raise
             shutil.copyfile(source, tmp)
             how = "copy"
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return how
 
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .. import output
-from ..files import inside
+from ..files import atomic_write, inside
 from ..shards import ShardSpec
 
 
@@ -26,7 +26,7 @@ def receive(files: dict[str, bytes], spec: ShardSpec, store: Path, source: str) 
         for name, data in files.items():
             target = inside(incoming, name, f"file name from {source}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            atomic_write(target, data)  # on disk before it is moved into the store
         return output.merge_finished(incoming, spec, store)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import SoundspaceError
-from ..files import atomic_write, sha256_file, temp_path
+from ..files import atomic_file, atomic_write, sha256_file
 from .model import ModelConfig
 
 FORMAT = "soundspace-nsynth-1"
@@ -104,14 +104,13 @@ def save_model(weights: dict, config: ModelConfig, out_dir, source: dict) -> Pat
     config.check_shapes({n: v.shape for n, v in weights.items()})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(out / WEIGHTS_FILE)
-    save_file({n: np.ascontiguousarray(v, dtype=np.float32) for n, v in weights.items()}, tmp)
-    umask = os.umask(0)  # safetensors creates its file private (0600); give it the usual mode
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    meta = {"format": FORMAT, "config": config.to_dict(), "weights_sha256": sha256_file(tmp),
-            "parameters": int(sum(v.size for v in weights.values())), "source": source}
-    os.replace(tmp, out / WEIGHTS_FILE)
+    with atomic_file(out / WEIGHTS_FILE) as tmp:
+        save_file({n: np.ascontiguousarray(v, dtype=np.float32) for n, v in weights.items()}, tmp)
+        umask = os.umask(0)  # safetensors creates its file private (0600); give it the usual mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        meta = {"format": FORMAT, "config": config.to_dict(), "weights_sha256": sha256_file(tmp),
+                "parameters": int(sum(v.size for v in weights.values())), "source": source}
     atomic_write(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return out
 

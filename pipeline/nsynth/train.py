@@ -11,7 +11,6 @@ streams, so an interrupted run ends where an uninterrupted one would.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import SoundspaceError
-from ..files import temp_path
+from ..files import atomic_file
 from . import NSynth, checkpoint
 from .model import Autoencoder, ModelConfig
 from .mulaw import mu_law, network_input
@@ -188,11 +187,11 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
                               "use a smaller --crop or drop --encoder-context")
 
     def save(loss: float) -> None:
-        tmp = temp_path(state_path)
-        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "config": config.to_dict(), "options": asdict(options)}, tmp)
-        os.replace(tmp, state_path)
+        with atomic_file(state_path) as tmp:
+            torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "step": step, "numpy_rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+                        "options": asdict(options)}, tmp)
         weights = {n: p.detach().cpu().numpy() for n, p in net.magenta_state().items()}
         checkpoint.save_model(weights, config, out, {
             "trained_on": names, "steps": step, "loss": loss, "options": asdict(options),
