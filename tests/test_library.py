@@ -20,9 +20,8 @@ from pipeline import SoundspaceError
 from pipeline.cli import main
 from pipeline.config import load_space
 from pipeline.library import plan_library
-from .pipeline_helpers import generate_space
 
-from .pipeline_helpers import workflow
+from .pipeline_helpers import generate_space, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_TEST = ROOT / "models" / "n-synth" / "library-test"
@@ -327,3 +326,33 @@ def test_a_library_without_pitches_is_pads_of_plain_files(tmp_path):
     (other / "space.json").write_text((data / "space.json").read_text())
     with pytest.raises(SoundspaceError, match="holds a library made from other sounds"):
         generate_space(other, flow, progress=False, log=lambda _: None)
+
+
+def test_a_kill_while_the_page_is_written_leaves_the_library_incomplete(tmp_path):
+    """The README's rule: `complete` means every pad and the page are there. SIGKILL the run at
+    the moment it starts writing the page: the library must not say complete, and a rerun
+    completes it without decoding anything again."""
+    data = small_library(tmp_path / "data")
+    flow = workflow(tmp_path)
+    driver = (
+        "import os, signal, sys\n"
+        "from pipeline.explorer import library as page\n"
+        "page.write = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "from pipeline.cli import main\n"
+        f"main(['generate', '--workflow', {str(flow)!r}, '--dataset', {str(data)!r}])\n")
+    process = subprocess.run([sys.executable, "-c", driver], cwd=ROOT, capture_output=True,
+                             timeout=600)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    library_dir = tmp_path / "out" / "lib"
+    manifest = json.loads((library_dir / "library.json").read_text())
+    assert not (library_dir / "index.html").exists()
+    assert manifest["status"] == "incomplete" and manifest["missing"] == {"explorer": True}
+    assert manifest["counts"]["decodes_finished"] == manifest["counts"]["decodes"] == 26
+
+    with pytest.raises(SoundspaceError, match="not complete"):  # nothing reads it as finished
+        from pipeline.export.source import load_source
+        load_source(library_dir)
+    result = generate_space(data, flow, progress=False, log=lambda _: None)
+    assert result.decoded == 0
+    manifest = json.loads((library_dir / "library.json").read_text())
+    assert manifest["status"] == "complete" and (library_dir / "index.html").is_file()
