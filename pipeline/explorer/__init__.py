@@ -38,10 +38,14 @@ SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_N
 
 
 def page(template: str, title: str) -> bytes:
-    """An explorer page: its template with the head both pages share (document head, colours,
-    base layout) put in, and the space's or library's name as the title."""
+    """An explorer page: its template with what both pages share put in, the head (document
+    head, colours, base layout) and the player (`player.js`: audio, embedded and fetched
+    sounds), written into the page so that it works from disk; the space's or library's name is
+    the title."""
     files = resources.files(__package__)
-    text = files.joinpath(template).read_text().replace("{{HEAD}}\n", files.joinpath("head.html").read_text())
+    text = files.joinpath(template).read_text()
+    for mark, shared in (("{{HEAD}}\n", "head.html"), ("{{PLAYER}}\n", "player.js")):
+        text = text.replace(mark, files.joinpath(shared).read_text())
     return text.replace("{{TITLE}}", html.escape(title)).encode()
 
 
