@@ -181,7 +181,7 @@ def _identity(manifest: dict, path: Path) -> str:
     identity = model.get("identity") if isinstance(model, dict) else None
     if not isinstance(identity, str) or not re.fullmatch(r"[0-9a-f]{8,64}", identity):
         raise SoundspaceError(f"{path}: no model identity (the run that wrote it did not finish "
-                              "its manifest)")
+                              "its manifest); run the same generate command again to finish it")
     return identity
 
 
@@ -195,7 +195,7 @@ def _pitch(pitch: int | None) -> tuple:
 def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pitches: tuple) -> dict:
     """Every cell of one pad from its manifest's list, checked, keyed (column, row, pitch)."""
     if not isinstance(entries, list):
-        raise SoundspaceError(f"{path}: `cells` is not a list")
+        raise SoundspaceError(f"{path}: `cells` is not a list; {REWRITE}")
     grid = {(c.xi, c.yi): c for c in grid_cells(config.labels, config.resolution, config.weighting)}
     found = {}
     for entry in entries:
@@ -213,15 +213,15 @@ def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pi
         place = grid.get(tuple(int(part[1:]) for part in name.split("_"))) \
             if CELL_NAME.fullmatch(name) else None
         if place is None or stored not in stored_pitches:
-            at = "" if stored is None else f" at pitch {str(stored)[:8]}"
+            at = "" if stored is None else f" at pitch {stored!r:.8}"
             raise SoundspaceError(f"{path}: refusing cell {name}{at}: not a cell of this grid; "
                                   f"{REWRITE}")
         expected = cell_file(stored, name)
         if file != expected or type(column) is not int or type(row) is not int \
                 or (column, row) != (place.xi, place.yi):
             raise SoundspaceError(f"{path}: cell {name} does not describe its own WAV file and "
-                                  f"place (file {str(file)[:60]!r}, column {str(column)[:8]}, row "
-                                  f"{str(row)[:8]}): it should be {expected} at column "
+                                  f"place (file {str(file)[:60]!r}, column {column!r:.8}, row "
+                                  f"{row!r:.8}): it should be {expected} at column "
                                   f"{place.xi}, row {place.yi}; {REWRITE}")
         if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256) \
                 or type(samples) is not int or samples <= 0 or type(peak) not in (int, float) \
@@ -264,7 +264,8 @@ def _library(folder: Path, pitch: int | None) -> Finished:
     path = folder / LIBRARY_MANIFEST
     manifest = _json(path)
     if manifest.get("format") != LIBRARY_FORMAT:
-        raise SoundspaceError(f"{path} is not a library manifest ({LIBRARY_FORMAT})")
+        raise SoundspaceError(f"{path} is not a library manifest ({LIBRARY_FORMAT}); give a "
+                              "folder that soundspace generate wrote")
     _finished(manifest, path)
     library = _config(LibraryConfig, manifest.get("library"), path)
     if library.pitches is not None and pitch is not None:
@@ -277,34 +278,36 @@ def _library(folder: Path, pitch: int | None) -> Finished:
                    for k in library.labels}
     entries = manifest.get("pads")
     if not isinstance(entries, list) or not entries:
-        raise SoundspaceError(f"{path}: `pads` is not a list of pads")
+        raise SoundspaceError(f"{path}: `pads` is not a list of pads; {REWRITE}")
     pads, names = [], set()
     for entry in entries:
         sounds = entry.get("sounds") if isinstance(entry, dict) else None
         if not isinstance(sounds, dict) or set(sounds) != set(library.labels):
-            raise SoundspaceError(f"{path}: a pad does not name one sound per corner")
+            raise SoundspaceError(f"{path}: a pad does not name one sound per corner; {REWRITE}")
         corners = []
         for label in library.labels:
             found = [i for i in instruments[label] if i.name == sounds[label]]
             if not found:  # the validated configuration's names are plain file-name parts
                 raise SoundspaceError(f"{path}: a pad's {label} sound {str(sounds[label])[:40]!r} "
-                                      "is not one of that corner's sounds")
+                                      f"is not one of that corner's sounds; {REWRITE}")
             corners.append(found[0])
         name = "_".join(i.name for i in corners)
         if entry.get("name") != name or name in names:
             raise SoundspaceError(f"{path}: pad {str(entry.get('name'))[:80]!r} should be named "
-                                  f"{name}, once")
+                                  f"{name}, once; {REWRITE}")
         names.add(name)
         pad_dir = inside(folder, name, "pad folder")
         pad_manifest = _json(pad_dir / PAD_MANIFEST)
         if pad_manifest.get("format") != PAD_FORMAT or pad_manifest.get("pad") != name:
-            raise SoundspaceError(f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}")
+            raise SoundspaceError(f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; "
+                                  f"{REWRITE}")
         cells = _cells(pad_manifest.get("cells"), pad_dir, pad_dir / PAD_MANIFEST, library,
                        pitches, stored)
         pads.append(Pad(name, pad_dir, tuple(corners), cells))
     every = math.prod(len(instruments[label]) for label in library.labels)
     if len(pads) != every:
-        raise SoundspaceError(f"{path} lists {len(pads)} pads where its corners make {every}")
+        raise SoundspaceError(f"{path} lists {len(pads)} pads where its corners make {every}; "
+                              f"{REWRITE}")
     return Finished("library", library.name, folder, library.labels, library.resolution, pitches,
                     library.pitches is not None, instruments, tuple(pads),
                     library.postprocess.chain, _identity(manifest, path), library.seed,
