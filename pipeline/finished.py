@@ -32,10 +32,12 @@ from .output import FORMAT as SPACE_FORMAT, MANIFEST, cell_wav
 from .pads import FORMAT as LIBRARY_FORMAT, LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
 from .space import CELL_NAME, LINE, cells as grid_cells
 
+__all__ = ["Cell", "Finished", "Instrument", "Pad", "read", "read_cell"]
+
 # An instrument name as Open NSynth Super joins them into a pad's file name: no '_'.
-NOT_NAME = re.compile(r"[^a-z0-9.-]+")
+_NOT_NAME = re.compile(r"[^a-z0-9.-]+")
 # The fix for a manifest changed since its run: the run rewrites it from its cells' records.
-REWRITE = "run the same generate command again to rewrite it"
+_REWRITE = "run the same generate command again to rewrite it"
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _pitch(pitch: int | None) -> tuple:
 def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pitches: tuple) -> dict:
     """Every cell of one pad from its manifest's list, checked, keyed (column, row, pitch)."""
     if not isinstance(entries, list):
-        raise SoundspaceError(f"{path}: `cells` is not a list; {REWRITE}")
+        raise SoundspaceError(f"{path}: `cells` is not a list; {_REWRITE}")
     grid = {(c.xi, c.yi): c for c in grid_cells(config.labels, config.resolution, config.weighting)}
     found = {}
     for entry in entries:
@@ -205,32 +207,32 @@ def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pi
             samples, peak = entry["samples"], entry["peak"]
         except (TypeError, KeyError, AttributeError):
             raise SoundspaceError(f"{path}: a cell entry lacks name, column, row, sha256, "
-                                  f"samples or peak; {REWRITE}") from None
+                                  f"samples or peak; {_REWRITE}") from None
         try:
             cell_wav(pad_dir, name)  # refuses any name that is not a cell's or a decode's
         except SoundspaceError as error:
-            raise SoundspaceError(f"{path}: {error}; {REWRITE}") from None
+            raise SoundspaceError(f"{path}: {error}; {_REWRITE}") from None
         place = grid.get(tuple(int(part[1:]) for part in name.split("_"))) \
             if CELL_NAME.fullmatch(name) else None
         if place is None or stored not in stored_pitches:
             at = "" if stored is None else f" at pitch {stored!r:.8}"
             raise SoundspaceError(f"{path}: refusing cell {name}{at}: not a cell of this grid; "
-                                  f"{REWRITE}")
+                                  f"{_REWRITE}")
         expected = cell_file(stored, name)
         if file != expected or type(column) is not int or type(row) is not int \
                 or (column, row) != (place.xi, place.yi):
             raise SoundspaceError(f"{path}: cell {name} does not describe its own WAV file and "
                                   f"place (file {str(file)[:60]!r}, column {column!r:.8}, row "
                                   f"{row!r:.8}): it should be {expected} at column "
-                                  f"{place.xi}, row {place.yi}; {REWRITE}")
+                                  f"{place.xi}, row {place.yi}; {_REWRITE}")
         if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256) \
                 or type(samples) is not int or samples <= 0 or type(peak) not in (int, float) \
                 or not math.isfinite(peak) or peak < 0:
             raise SoundspaceError(f"{path}: cell {name} has no valid sha256, sample count or "
-                                  f"peak; {REWRITE}")
+                                  f"peak; {_REWRITE}")
         pitch = pitches[stored_pitches.index(stored)]
         if (column, row, pitch) in found:
-            raise SoundspaceError(f"{path}: cell {expected} is listed twice; {REWRITE}")
+            raise SoundspaceError(f"{path}: cell {expected} is listed twice; {_REWRITE}")
         found[(column, row, pitch)] = Cell(
             name, column, row, pitch, place.x, place.y, dict(zip(config.labels, place.weights)),
             inside(pad_dir, expected, "cell file"), expected, sha256, samples, float(peak))
@@ -242,7 +244,7 @@ def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pi
 
 
 def _instrument(name: str, label: str | None) -> Instrument:
-    simple = NOT_NAME.sub("-", name.lower()).strip("-.") or "sound"
+    simple = _NOT_NAME.sub("-", name.lower()).strip("-.") or "sound"
     return Instrument(simple[:40], label or name)
 
 
@@ -278,36 +280,36 @@ def _library(folder: Path, pitch: int | None) -> Finished:
                    for k in library.labels}
     entries = manifest.get("pads")
     if not isinstance(entries, list) or not entries:
-        raise SoundspaceError(f"{path}: `pads` is not a list of pads; {REWRITE}")
+        raise SoundspaceError(f"{path}: `pads` is not a list of pads; {_REWRITE}")
     pads, names = [], set()
     for entry in entries:
         sounds = entry.get("sounds") if isinstance(entry, dict) else None
         if not isinstance(sounds, dict) or set(sounds) != set(library.labels):
-            raise SoundspaceError(f"{path}: a pad does not name one sound per corner; {REWRITE}")
+            raise SoundspaceError(f"{path}: a pad does not name one sound per corner; {_REWRITE}")
         corners = []
         for label in library.labels:
             found = [i for i in instruments[label] if i.name == sounds[label]]
             if not found:  # the validated configuration's names are plain file-name parts
                 raise SoundspaceError(f"{path}: a pad's {label} sound {str(sounds[label])[:40]!r} "
-                                      f"is not one of that corner's sounds; {REWRITE}")
+                                      f"is not one of that corner's sounds; {_REWRITE}")
             corners.append(found[0])
         name = "_".join(i.name for i in corners)
         if entry.get("name") != name or name in names:
             raise SoundspaceError(f"{path}: pad {str(entry.get('name'))[:80]!r} should be named "
-                                  f"{name}, once; {REWRITE}")
+                                  f"{name}, once; {_REWRITE}")
         names.add(name)
         pad_dir = inside(folder, name, "pad folder")
         pad_manifest = _json(pad_dir / PAD_MANIFEST)
         if pad_manifest.get("format") != PAD_FORMAT or pad_manifest.get("pad") != name:
             raise SoundspaceError(f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; "
-                                  f"{REWRITE}")
+                                  f"{_REWRITE}")
         cells = _cells(pad_manifest.get("cells"), pad_dir, pad_dir / PAD_MANIFEST, library,
                        pitches, stored)
         pads.append(Pad(name, pad_dir, tuple(corners), cells))
     every = math.prod(len(instruments[label]) for label in library.labels)
     if len(pads) != every:
         raise SoundspaceError(f"{path} lists {len(pads)} pads where its corners make {every}; "
-                              f"{REWRITE}")
+                              f"{_REWRITE}")
     return Finished("library", library.name, folder, library.labels, library.resolution, pitches,
                     library.pitches is not None, instruments, tuple(pads),
                     library.postprocess.chain, _identity(manifest, path), library.seed,
