@@ -59,14 +59,11 @@ def cmd_generate(args) -> None:
 def cmd_plan(args) -> None:
     from .config import LibraryConfig, load_space
     from .library import describe_cost, plan_library
+    from .plan_space import space_cost
 
     space, folder = load_space(args.dataset)
-    if not isinstance(space, LibraryConfig):  # a space is a library of one pad at one pitch
-        space = LibraryConfig.model_validate({
-            **space.model_dump(exclude={"sounds"}),
-            "sounds": {label: [{"name": label, "file": s.file, "label": s.label}]
-                       for label, s in space.sounds.items()}})
-    cost = plan_library(space, folder).cost()
+    cost = plan_library(space, folder).cost() if isinstance(space, LibraryConfig) \
+        else space_cost(space)
     print(json.dumps(cost, indent=1) if args.json else describe_cost(cost))
 
 

@@ -46,6 +46,10 @@ MAX_DECODES = 16_641
 # 8 K80s with Magenta's generator at batch 512 (docs: prior art). This engine on a current GPU is
 # faster; it has not been measured here, so the estimate is an upper bound.
 GPU_SECONDS_PER_SAMPLE = 36 * 8 * 3600 / (120_000 * 64_000)
+ASSUMPTIONS = ("cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, batch 81 "
+               "(soundspace bench); gpu_hours: Open NSynth Super's measured rate with Magenta's "
+               "generator on K80 GPUs (an upper bound, not measured with this engine); a small "
+               "model such as the demo model decodes far faster than either")
 
 
 @dataclass(frozen=True)
@@ -107,19 +111,24 @@ class LibraryPlan:
                 "pitches": [p for p in self.pitches if p is not None],
                 "cells": self.cells_total, "decodes": len(self.decodes),
                 "shared_cells": self.cells_total - len(self.decodes),
-                "grid": f"{self.config.resolution}" + (
-                    "" if self.config.labels == ("LEFT", "RIGHT") else f" x {self.config.resolution}"),
-                "weighting": self.config.weighting,
-                "audio_hours": samples / SAMPLE_RATE / 3600,
-                "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
-                "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600,
+                "grid": grid_size(self.config),
+                "weighting": self.config.weighting, **estimate(samples),
                 "shifted": [{"sound": i.sound, "pitch": i.pitch, "from": i.source_pitch,
                              "semitones": i.semitones} for i in self.inputs.values() if i.semitones],
-                "assumptions": ("cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, "
-                                "batch 81 (soundspace bench); gpu_hours: Open NSynth Super's "
-                                "measured rate with Magenta's generator on K80 GPUs (an upper "
-                                "bound, not measured with this engine); a small model such as the "
-                                "demo model decodes far faster than either")}
+                "assumptions": ASSUMPTIONS}
+
+
+def grid_size(config) -> str:
+    """"9 x 9" for a square, "9" for a line."""
+    return f"{config.resolution}" + ("" if config.labels == ("LEFT", "RIGHT")
+                                     else f" x {config.resolution}")
+
+
+def estimate(samples: int) -> dict:
+    """What decoding `samples` samples costs (on the terms of ASSUMPTIONS)."""
+    return {"audio_hours": samples / SAMPLE_RATE / 3600,
+            "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
+            "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600}
 
 
 def mix_of(pad: Pad, weights) -> tuple:
@@ -287,10 +296,14 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
 def describe_cost(cost: dict) -> str:
     """The plan as `soundspace plan` prints it."""
     pitches = cost["pitches"]
-    lines = [
-        f"library {cost['library']}: {cost['pads']:,} pad(s) x {len(pitches) or 1} pitch(es) "
-        f"x {cost['grid']} grid ({cost['weighting']}) = {cost['cells']:,} cells",
-        f"pitches: {' '.join(map(str, pitches)) or '(one, unnamed)'}",
+    if "space" in cost:
+        lines = [f"space {cost['space']}: {cost['grid']} grid ({cost['weighting']}) = "
+                 f"{cost['cells']:,} cells"]
+    else:
+        lines = [f"library {cost['library']}: {cost['pads']:,} pad(s) x {len(pitches) or 1} "
+                 f"pitch(es) x {cost['grid']} grid ({cost['weighting']}) = {cost['cells']:,} cells",
+                 f"pitches: {' '.join(map(str, pitches)) or '(one, unnamed)'}"]
+    lines += [
         f"distinct decodes: {cost['decodes']:,} ({cost['shared_cells']:,} cells share a decode "
         "with another cell)",
         f"audio to decode: {cost['audio_hours']:,.2f} hours",

@@ -37,9 +37,14 @@ FORMAT, PAD_FORMAT = "soundspace-library-1", "soundspace-pad-1"
 _NO_LINKS = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
+def pitch_folder(pitch) -> str:
+    """Where a pitch's cells lie inside a pad folder: "p48/", or "" without pitches."""
+    return f"p{pitch}/" if pitch is not None else ""
+
+
 def cell_file(pitch, cell_name: str) -> str:
     """A cell's file inside its pad folder."""
-    return f"p{pitch}/{cell_name}.wav" if pitch is not None else f"{cell_name}.wav"
+    return f"{pitch_folder(pitch)}{cell_name}.wav"
 
 
 def place(source: Path, target: Path) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import SoundspaceError, files, output
 from .audio import SAMPLE_RATE, load_sound
+from .library import ASSUMPTIONS, estimate, grid_size
 from .plan import (Group, Plan, blocks, check_length, encoder, hold, output_folder,
                    shard_specs, tidy)
 from .space import cells, interpolate, unique_weights
@@ -152,6 +153,17 @@ class SpacePlanner:
 
     def counts(self) -> tuple[int, int, int]:
         return len(self.grid), 0, 0
+
+
+def space_cost(space) -> dict:
+    """`soundspace plan` for a space: the cells and the distinct decodes exactly as its run
+    counts them (weight sets equal to 9 decimals are one decode), priced like a library's."""
+    grid = cells(space.labels, space.resolution, space.weighting)
+    weights, _ = unique_weights(grid)
+    return {"space": space.name, "pads": 1, "pitches": [], "cells": len(grid),
+            "decodes": len(weights), "shared_cells": len(grid) - len(weights),
+            "grid": grid_size(space), "weighting": space.weighting,
+            **estimate(len(weights) * space.samples), "shifted": [], "assumptions": ASSUMPTIONS}
 
 
 def _cell_entry(cell, labels, record: dict) -> dict:

@@ -7,6 +7,7 @@ SOUNDSPACE_REQUIRE_BROWSER, so there it cannot skip.
 """
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -156,6 +157,21 @@ def test_library(tmp_path_factory):
     folder = tmp_path_factory.mktemp("library")
     return generate_space(small_library(folder / "data"), workflow(folder), progress=False,
                           log=lambda _: None).space_dir
+
+
+def test_both_pages_carry_the_one_player(test_space, test_library):
+    """The audio, the embedded sounds' decoding and the fetch-and-cache code are player.js's,
+    written into each page whole (a page opened from disk loads no other script) and nowhere
+    else in it."""
+    from importlib import resources
+
+    player = resources.files("pipeline.explorer").joinpath("player.js").read_text()
+    for page in (test_space / "index.html", test_library / "index.html"):
+        text = page.read_text()
+        assert text.count(player) == 1 and "{{" not in text, page
+        for code in (r"new \(window\.AudioContext", r"\batob\(", r"\bfetch\(", r"\.decodeAudioData\(",
+                     r"\.createBufferSource\("):
+            assert len(re.findall(code, text)) == 1 and re.search(code, player), (page, code)
 
 
 class Served:

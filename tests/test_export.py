@@ -278,6 +278,26 @@ def test_a_changed_or_hostile_source_is_refused(made, tmp_path, capsys):
     refused(capsys, tmp_path, tmp_path / "o", library, "--format", "sfz", needle="should be named")
 
 
+def test_a_bad_pad_manifest_is_refused_once_by_the_reader_for_export_and_the_page(made, tmp_path, capsys):
+    from pipeline import SoundspaceError, finished
+
+    library = copy_tree(made["library"], tmp_path / "lib")
+    pad = library / "trumpet_guitar_keyboard_organ" / "manifest.json"
+    manifest = json.loads(pad.read_text())
+    manifest["cells"][3]["file"] = "../../bass_guitar_keyboard_organ/p48/x00_y00.wav"
+    pad.write_text(json.dumps(manifest))
+    with pytest.raises(SoundspaceError) as refused_by_reader:
+        finished.read(library)
+    line = str(refused_by_reader.value)
+    assert line.startswith(f"{pad}: cell x00_y01 does not describe its own WAV file") \
+        and "it should be p48/x00_y01.wav at column 0, row 1" in line
+    refused(capsys, tmp_path, tmp_path / "o", library, "--format", "onss", needle=line)
+    page = (library / "index.html").read_bytes()
+    assert main(["explore", str(library)]) == 2
+    assert capsys.readouterr().err == f"soundspace explore: error: {line}\n"
+    assert (library / "index.html").read_bytes() == page
+
+
 def test_a_small_or_full_disk_ends_in_one_line_and_leaves_nothing(made, tmp_path, capsys):
     from .test_run_failures import tmpfs
 

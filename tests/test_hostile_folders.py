@@ -1,7 +1,8 @@
 """A space folder, a shard spec or a request may come from anyone: names in them must never
-lead out of the folder (item 15). `explore` reads a crafted manifest, `render-shard` a crafted
-shard.json, `serve` answers crafted requests; each is refused or answered 404/421, and nothing
-outside the folder is read or written."""
+lead out of the folder (item 15). `explore` and `export` read a crafted manifest through the one
+reader (pipeline/finished.py), `render-shard` a crafted shard.json, `serve` answers crafted
+requests; each is refused or answered 404/421, and nothing outside the folder is read or
+written."""
 import http.client
 import json
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import SoundspaceError
+from pipeline import SoundspaceError, explorer, finished
 from pipeline.cli import main
 from pipeline.files import inside
 from .pipeline_helpers import generate_space
@@ -86,13 +87,53 @@ def test_explore_refuses_a_cell_name_that_is_a_path(space, capsys, tmp_path, nam
     assert not list(tmp_path.glob("escape*")) and not list(space.parent.glob("escape*"))
 
 
-def test_the_page_title_is_escaped(space):
+def test_a_name_that_is_markup_is_refused_and_titles_are_escaped(space, capsys):
     def script_name(m):
         m["space"]["name"] = "</title><script>alert(1)</script>"
     crafted(space, script_name)
-    assert main(["explore", str(space), "--no-pictures"]) == 0
-    page = (space / "index.html").read_text()
+    before = (space / "index.html").read_bytes()
+    assert main(["explore", str(space), "--no-pictures"]) == 2
+    assert "its stored configuration is not valid (name: " in capsys.readouterr().err
+    assert (space / "index.html").read_bytes() == before
+    page = explorer.page("index.html", "</title><script>alert(1)</script>").decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def cell(index: int, **fields):
+    def change(m):
+        m["cells"][index].update(fields)
+    return change
+
+
+# Manifests a space folder may come with, and what the one reader says of each.
+BAD_MANIFESTS = {
+    "cell file out": (cell(0, file="/etc/passwd"), "does not describe its own WAV file"),
+    "cell name a path": (cell(0, name="../escape", file="../escape.wav"), "refusing cell name"),
+    "cell at another place": (cell(4, column=0), "it should be x01_y01.wav at column 1, row 1"),
+    "cell outside the grid": (cell(0, name="x07_y00", file="x07_y00.wav"), "not a cell of this grid"),
+    "cell twice": (lambda m: m["cells"].__setitem__(1, m["cells"][0]), "is listed twice"),
+    "cell missing": (lambda m: m["cells"].pop(), "lists 8 cells, 1 fewer than the grid has"),
+    "cell not hashed": (cell(0, sha256="../x"), "no valid sha256"),
+    "run unfinished": (lambda m: m.update(status="incomplete"), "not complete"),
+    "not a space": (lambda m: m.update(format="soundspace-space-0"), "not a space or library folder"),
+    "sounds not 2 or 4": (lambda m: m["space"]["sounds"].pop("SE"), "configuration is not valid"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_MANIFESTS)
+def test_a_bad_manifest_is_refused_once_by_the_reader_for_explore_and_export(space, tmp_path, capsys, bad):
+    change, needle = BAD_MANIFESTS[bad]
+    crafted(space, change)
+    with pytest.raises(SoundspaceError) as refused:
+        finished.read(space)
+    assert needle in str(refused.value) and "\n" not in str(refused.value)
+    before = {p: p.read_bytes() for p in space.rglob("*") if p.is_file()}
+    assert main(["explore", str(space)]) == 2
+    assert capsys.readouterr().err == f"soundspace explore: error: {refused.value}\n"
+    assert main(["export", str(space), "--format", "sfz", "--out", str(tmp_path / "sfz")]) == 2
+    assert capsys.readouterr().err == f"soundspace export: error: {refused.value}\n"
+    assert {p: p.read_bytes() for p in space.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "sfz").exists()
 
 
 def test_render_shard_refuses_cell_names_that_lead_out(tmp_path, capsys):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import SoundspaceError
+from pipeline import SoundspaceError, finished
 from pipeline.cli import main
 from pipeline.config import load_space
 from pipeline.library import plan_library
@@ -350,8 +350,7 @@ def test_a_kill_while_the_page_is_written_leaves_the_library_incomplete(tmp_path
     assert manifest["counts"]["decodes_finished"] == manifest["counts"]["decodes"] == 26
 
     with pytest.raises(SoundspaceError, match="not complete"):  # nothing reads it as finished
-        from pipeline.export.source import load_source
-        load_source(library_dir)
+        finished.read(library_dir)
     result = generate_space(data, flow, progress=False, log=lambda _: None)
     assert result.decoded == 0
     manifest = json.loads((library_dir / "library.json").read_text())

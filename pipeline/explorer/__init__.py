@@ -16,12 +16,12 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .. import SoundspaceError
+from .. import SoundspaceError, finished
 from ..files import atomic_write, inside
 from ..config import SOUND_NAME
-from ..output import EXPLORER_FILES, MANIFEST, PICTURE, THUMBS, cell_wav
+from ..output import EXPLORER_FILES, PICTURE, THUMBS
 from ..pads import LIBRARY_MANIFEST
-from ..space import CELL_NAME, LINE, SQUARE
+from ..space import CELL_NAME
 from . import pictures
 
 INDEX, DATA = EXPLORER_FILES
@@ -38,72 +38,42 @@ SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_N
 
 
 def page(template: str, title: str) -> bytes:
-    """An explorer page: its template with the head both pages share (document head, colours,
-    base layout) put in, and the space's or library's name as the title."""
+    """An explorer page: its template with what both pages share put in, the head (document
+    head, colours, base layout) and the player (`player.js`: audio, embedded and fetched
+    sounds), written into the page so that it works from disk; the space's or library's name is
+    the title."""
     files = resources.files(__package__)
-    text = files.joinpath(template).read_text().replace("{{HEAD}}\n", files.joinpath("head.html").read_text())
+    text = files.joinpath(template).read_text()
+    for mark, shared in (("{{HEAD}}\n", "head.html"), ("{{PLAYER}}\n", "player.js")):
+        text = text.replace(mark, files.joinpath(shared).read_text())
     return text.replace("{{TITLE}}", html.escape(title)).encode()
-
-
-def _read_manifest(space_dir: Path) -> dict:
-    """The space's manifest, checked as hostile: a folder may come from anywhere, and every name
-    in it becomes a path or lands in the page."""
-    try:
-        manifest = json.loads((space_dir / MANIFEST).read_text())
-    except (OSError, ValueError) as error:
-        raise SoundspaceError(f"{space_dir} holds no readable {MANIFEST} ({error}); give the folder "
-                              "of a space made by `soundspace generate`") from None
-    bad = f"{space_dir / MANIFEST} is not a soundspace manifest"
-    try:
-        inputs, space, cells = manifest["inputs"], manifest["space"], manifest["cells"]
-        if set(inputs) not in (set(LINE), set(SQUARE)) or not isinstance(cells, list):
-            raise SoundspaceError(f"{bad}: its inputs must be LEFT/RIGHT or NW/NE/SW/SE")
-        for cell in cells:
-            cell_wav(space_dir, cell["name"])
-            if cell["file"] != f"{cell['name']}.wav" or set(cell["weights"]) != set(inputs) \
-                    or not all(isinstance(cell[k], int) and 0 <= cell[k] < 1000
-                               for k in ("column", "row")):
-                raise SoundspaceError(f"{bad}: cell {cell['name']} does not describe its own WAV "
-                                      "file, weights and place")
-        str(space["name"]), int(space["resolution"]), str(space["weighting"])
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise SoundspaceError(f"{bad} ({type(error).__name__}: {error}); give the folder of a space "
-                              "made by `soundspace generate`") from None
-    if not cells:
-        raise SoundspaceError(f"{space_dir}/{MANIFEST} lists no finished cells yet; run "
-                              "`soundspace generate` to make them")
-    return manifest
 
 
 def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) -> list[str]:
     """(Re)write the explorer of a space folder; returns the files written."""
-    import soundfile
-
     space_dir = Path(space_dir)
-    manifest = _read_manifest(space_dir)
-    wav = {}
-    for cell in manifest["cells"]:
-        path = cell_wav(space_dir, cell["name"])
-        if not path.is_file():
-            raise SoundspaceError(f"{path} is missing; run `soundspace generate` again to remake it")
-        wav[cell["name"]] = path.read_bytes()
+    space = finished.read(space_dir, page_pending=True)
+    if space.kind != "space":
+        raise SoundspaceError(f"{space_dir} is a library: its page is explorer.library's")
+    pad = space.pads[0]
+    cells = list(pad.cells.values())
+    wav = {cell.name: finished.read_cell(cell) for cell in cells}  # (bytes, samples), checked
+    corners = {label: i.label for label, i in zip(space.labels, pad.corners)}
     written = []
     if pictures_too:
-        audio = {name: soundfile.read(cell_wav(space_dir, name), dtype="float32")[0] for name in wav}
-        written += pictures.draw(space_dir, manifest, audio)
+        written += pictures.draw(space_dir, space.name, space.weighting, corners, cells,
+                                 {name: samples / 32768 for name, (_, samples) in wav.items()})
     thumbs = {name: f"{THUMBS}/{name}.png" for name in wav
               if inside(space_dir, f"{THUMBS}/{name}.png").is_file()}
-    labels = {label: str(sound.get("label") or Path(str(sound["file"])).stem)
-              for label, sound in manifest["inputs"].items()}
-    data = {"name": str(manifest["space"]["name"]), "resolution": manifest["space"]["resolution"],
-            "weighting": manifest["space"]["weighting"], "labels": labels,
-            "line": set(labels) == set(LINE),
-            "cells": [{k: cell[k] for k in ("name", "column", "row", "x", "y", "weights", "file",
-                                            "seconds", "peak")} for cell in manifest["cells"]],
-            "thumbs": thumbs, "soundBytes": sum((len(d) + 2) // 3 * 4 for d in wav.values()),
+    data = {"name": space.name, "resolution": space.resolution, "weighting": space.weighting,
+            "labels": corners, "line": space.line,
+            "cells": [{"name": c.name, "column": c.column, "row": c.row, "x": c.x, "y": c.y,
+                       "weights": c.weights, "file": c.file, "seconds": c.seconds, "peak": c.peak}
+                      for c in cells],
+            "thumbs": thumbs, "soundBytes": sum((len(d) + 2) // 3 * 4 for d, _ in wav.values()),
             "embedLimit": embed_bytes}
     data["audio"] = {} if data["soundBytes"] > embed_bytes else \
-        {name: base64.b64encode(content).decode() for name, content in wav.items()}
+        {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]

@@ -14,9 +14,9 @@ import base64
 import json
 from pathlib import Path
 
-from ..export.source import checked_cell, load_source, read_cell
+from .. import finished
 from ..files import atomic_write
-from ..space import cells as grid_cells
+from ..pads import pitch_folder
 from . import DATA, EMBED_BYTES, INDEX, page, pictures
 
 
@@ -24,12 +24,11 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     """(Re)write the library's page and data, and (`pictures_too`) each pad's `space.png` and
     thumbnails at its middle pitch; returns the files written."""
     library_dir = Path(library_dir)
-    source = load_source(library_dir, page_pending=True)
+    source = finished.read(library_dir, page_pending=True)
     shown = source.pitches[len(source.pitches) // 2]
-    # Where a pitch's cells lie in a pad folder: "p48/", or "" in a library without pitches.
-    folders = {p: source.pads[0].cells[(0, 0, p)].file[:-len("x00_y00.wav")] for p in source.pitches}
+    folders = {p: pitch_folder(p if source.pitched else None) for p in source.pitches}
     written = [f"{pad.name}/{file}" for pad in source.pads if pictures_too
-               for file in _pictures(source, pad, shown, pitched=bool(folders[shown]))]
+               for file in _pictures(source, pad, shown)]
     data = {"name": source.name, "resolution": source.resolution, "weighting": source.weighting,
             "pitches": list(source.pitches), "labels": list(source.labels),
             "corners": {label: [{"name": i.name, "label": i.label} for i in instruments]
@@ -47,7 +46,7 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     data["soundBytes"] = size
     if size + len(json.dumps(files)) <= embed_bytes:
         data["files"] = files  # each file checked (the one the run wrote), read once
-        data["audio"] = {sha: base64.b64encode(checked_cell(cell)[0]).decode()
+        data["audio"] = {sha: base64.b64encode(finished.read_cell(cell)[0]).decode()
                          for sha, cell in distinct.items()}
     atomic_write(library_dir / DATA,
                  ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
@@ -55,16 +54,11 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     return written + [DATA, INDEX]
 
 
-def _pictures(source, pad, pitch: int, pitched: bool) -> list[str]:
+def _pictures(source, pad, pitch: int) -> list[str]:
     """A pad's pictures at one pitch, drawn as a space's are (corners named by their weights);
     the title names the pitch only where the library has pitches (else it is export's guess)."""
-    cells = [{"name": cell.name, "column": cell.xi, "row": cell.yi,
-              "weights": dict(zip(source.labels, cell.weights))}
-             for cell in grid_cells(source.labels, source.resolution, source.weighting)]
-    title = f"{source.name} {pad.name}" + (f" at MIDI {pitch}" if pitched else "")
-    manifest = {"cells": cells, "space": {"name": title, "weighting": source.weighting},
-                "inputs": {label: {"label": i.label, "file": i.name}
-                           for label, i in zip(source.labels, pad.corners)}}
-    audio = {cell["name"]: read_cell(pad.cells[(cell["column"], cell["row"], pitch)]) / 32768
-             for cell in cells}
-    return pictures.draw(pad.folder, manifest, audio)
+    cells = [cell for cell in pad.cells.values() if cell.pitch == pitch]
+    title = f"{source.name} {pad.name}" + (f" at MIDI {pitch}" if source.pitched else "")
+    corners = {label: i.label for label, i in zip(source.labels, pad.corners)}
+    audio = {cell.name: finished.read_cell(cell)[1] / 32768 for cell in cells}
+    return pictures.draw(pad.folder, title, source.weighting, corners, cells, audio)

@@ -56,43 +56,40 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def draw(space_dir: Path, manifest: dict, audio: dict) -> list[str]:
-    """Write thumbs/<cell>.png and space.png; returns the files written."""
+def draw(folder: Path, title: str, weighting: str, corners: dict, cells, audio: dict) -> list[str]:
+    """Write thumbs/<cell>.png and space.png in `folder` for `cells` (finished.Cell, one grid);
+    `corners` names each label's sound, `audio` holds each cell's samples. Returns the files."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    (space_dir / THUMBS).mkdir(exist_ok=True)
+    (folder / THUMBS).mkdir(exist_ok=True)
     written = []
-    for cell in manifest["cells"]:
+    for cell in cells:
         figure = plt.figure(figsize=(1.6, 1.0), dpi=100)
-        _draw(figure.add_axes((0, 0, 1, 1)), audio[cell["name"]])
-        atomic_write(space_dir / THUMBS / f"{cell['name']}.png", _png(figure))
+        _draw(figure.add_axes((0, 0, 1, 1)), audio[cell.name])
+        atomic_write(folder / THUMBS / f"{cell.name}.png", _png(figure))
         plt.close(figure)
-        written.append(f"{THUMBS}/{cell['name']}.png")
+        written.append(f"{THUMBS}/{cell.name}.png")
 
-    cells = {(c["column"], c["row"]): c for c in manifest["cells"]}
-    columns = max(c for c, _ in cells) + 1
-    rows = max(r for _, r in cells) + 1
+    columns = max(cell.column for cell in cells) + 1
+    rows = max(cell.row for cell in cells) + 1
     figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns + 0.6, 1.1 * rows + 0.9),
                                 squeeze=False, dpi=100)
-    labels = {label: (sound.get("label") or sound["file"])
-              for label, sound in manifest["inputs"].items()}
-    for (column, row), cell in cells.items():
-        ax = axes[row][column]
-        _draw(ax, audio[cell["name"]])
-        corner = [label for label, w in cell["weights"].items() if w == 1.0]
+    for cell in cells:
+        ax = axes[cell.row][cell.column]
+        _draw(ax, audio[cell.name])
+        corner = [label for label, w in cell.weights.items() if w == 1.0]
         if corner:
             # Labels are the user's text, never matplotlib's $math$ markup.
-            ax.set_title(f"{corner[0]}: {labels[corner[0]]}", fontsize=7, color="#b00020",
+            ax.set_title(f"{corner[0]}: {corners[corner[0]]}", fontsize=7, color="#b00020",
                          parse_math=False)
-        ax.set_xlabel(cell["name"], fontsize=6)
-    title = (f"{manifest['space']['name']}: {len(cells)} cells, "
-             f"{manifest['space']['weighting']} weights, mel spectrograms 0-8 kHz")
+        ax.set_xlabel(cell.name, fontsize=6)
+    title = f"{title}: {len(cells)} cells, {weighting} weights, mel spectrograms 0-8 kHz"
     # Wrapped to the figure's width (about 20 characters of 9-point text per column).
     figure.suptitle(textwrap.fill(title, 20 * columns + 8), fontsize=9, parse_math=False)
     figure.tight_layout()
-    atomic_write(space_dir / PICTURE, _png(figure))
+    atomic_write(folder / PICTURE, _png(figure))
     plt.close(figure)
     return written + [PICTURE]

@@ -3,8 +3,8 @@
     soundspace export SPACE_OR_LIBRARY --format onss|sfz --out DIR
 
 `onss` writes Open NSynth Super's pad files and settings (`onss.py`), `sfz` an SFZ instrument per
-pad with its samples (`sfz.py`); both read the source through `source.py`, which trusts nothing
-in it. The export is built in a temporary folder beside DIR and renamed into place, so DIR holds
+pad with its samples (`sfz.py`); both read the source through `pipeline.finished`, which trusts
+nothing in it. The export is built in a temporary folder beside DIR and renamed into place, so DIR holds
 the previous export or the new one, never half of one, and running the command again rebuilds
 it. DIR may be new, empty, or an earlier export (it holds `export.json`); any other folder is
 refused, since replacing it would delete what it holds.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import SoundspaceError
 from ..files import is_temp, temp_path
+from ..finished import read
 from . import onss, sfz
-from .source import load_source
 
 FORMATS = ("onss", "sfz")
 MARKER = "export.json"
@@ -44,7 +44,7 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
                               f"option of --format {fmt}")
     options = {**OPTIONS[fmt], **given}
     _check_options(fmt, options)
-    source = load_source(source_dir, pitch)
+    source = read(source_dir, pitch)
     out = Path(out)
     _check_out(source.folder, out)
     out.parent.mkdir(parents=True, exist_ok=True)

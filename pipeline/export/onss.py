@@ -24,7 +24,7 @@ from .. import SoundspaceError
 from ..audio import wav_bytes
 from ..files import megabytes
 from ..postprocess import open_nsynth_super_chain
-from .source import Source, read_cell
+from ..finished import Finished, read_cell
 
 DEVICE_LENGTH = 60000  # samples at 16 kHz, the app's default
 DEVICE_DATA_DIRECTORY = "/home/pi/pads"  # where the app's own settings look for pads
@@ -32,7 +32,7 @@ PADS = "pads"
 SETTINGS = "settings-fragment.json"
 
 
-def check(source: Source, where: Path, length: int) -> None:
+def check(source: Finished, where: Path, length: int) -> None:
     """Refuse what the device cannot play, and an export the disk has no room for."""
     if source.line:
         raise SoundspaceError(f"{source.folder} is a line of 2 sounds; Open NSynth Super plays a "
@@ -53,8 +53,8 @@ def _int16(audio: np.ndarray) -> np.ndarray:
     return soundfile.read(io.BytesIO(wav_bytes(audio)), dtype="int16")[0]
 
 
-def device_samples(source: Source, cell, length: int) -> np.ndarray:
-    samples = read_cell(cell)
+def device_samples(source: Finished, cell, length: int) -> np.ndarray:
+    samples = read_cell(cell)[1]
     if source.chain == "open-nsynth-super" and len(samples) == length:
         return samples  # already the device's chain at the device's length
     return _int16(open_nsynth_super_chain(samples.astype(np.float32) / 32768, length))
@@ -71,7 +71,7 @@ def display(label: str) -> tuple[str, str]:
     return " ".join(short)[:8].rstrip(), abbr
 
 
-def write(source: Source, out: Path, bar, length: int = DEVICE_LENGTH,
+def write(source: Finished, out: Path, bar, length: int = DEVICE_LENGTH,
           data_directory: str = DEVICE_DATA_DIRECTORY) -> list[str]:
     """Write every pad's `.bin` under `out/pads/` and the settings fragment; returns the files."""
     (out / PADS).mkdir()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..pads import place
-from .source import Source, read_cell
+from ..finished import Finished, read_cell
 
 SAMPLES = "samples"
 
@@ -35,7 +35,7 @@ def cc_ranges(count: int) -> list[tuple[int, int]]:
     return [(i * 128 // count, (i + 1) * 128 // count - 1) for i in range(count)]
 
 
-def write(source: Source, out: Path, bar, cc_x: int = 1, cc_y: int = 2, extend: int = 12,
+def write(source: Finished, out: Path, bar, cc_x: int = 1, cc_y: int = 2, extend: int = 12,
           attack: float = 0.005, release: float = 0.15, loop: tuple | None = None) -> list[str]:
     """Write `out/<pad>.sfz` and its samples under `out/samples/<pad>/` for every pad; `loop` is
     (start, end) as fractions of each sound, or None. Returns the files written."""
