@@ -12,12 +12,11 @@ refused, since replacing it would delete what it holds.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from .. import SoundspaceError
-from ..files import is_temp, temp_path
+from ..files import atomic_folder, is_temp
 from ..finished import read
 from . import onss, sfz
 
@@ -54,21 +53,16 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
     for leftover in out.parent.glob(f".{out.name}.*"):  # what a killed export left behind
         if is_temp(leftover) and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
-    building = temp_path(out)
-    building.mkdir()
-    try:
+    with atomic_folder(out) as building:
         total = len(source.pads) * source.resolution * source.rows * len(source.pitches)
         with tqdm(total=total, unit="sound", desc=f"export {fmt}", disable=not progress) as bar:
             files = (onss if fmt == "onss" else sfz).write(source, building, bar, **options)
         marker = {"format": fmt, "source": str(source.folder.resolve()), "kind": source.kind,
-                  "name": source.name, "labels": list(source.labels), "model": source.model, "seed": source.seed,
-                  "resolution": source.resolution, "pitches": list(source.pitches),
-                  "pads": [p.name for p in source.pads], "options": options, "files": files}
+                  "name": source.name, "labels": list(source.labels), "model": source.model,
+                  "seed": source.seed, "resolution": source.resolution,
+                  "pitches": list(source.pitches), "pads": [p.name for p in source.pads],
+                  "options": options, "files": files}
         (building / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        _swap(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     return marker
 
 
@@ -108,14 +102,3 @@ def _check_out(source: Path, out: Path) -> None:
         raise SoundspaceError(f"--out {out} is a folder with other files in it and no "
                               f"{MARKER}: choose a new or empty folder (an earlier export there "
                               "is replaced)")
-
-
-def _swap(building: Path, out: Path) -> None:
-    """Put the finished export at `out`, replacing an earlier one by two renames."""
-    if not out.exists():
-        os.rename(building, out)
-        return
-    old = temp_path(out)
-    os.rename(out, old)
-    os.rename(building, out)
-    shutil.rmtree(old, ignore_errors=True)
