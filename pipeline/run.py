@@ -137,9 +137,9 @@ class Run:
                 self.planner.write_page(pictures)
             except (SoundspaceError, OSError) as error:
                 why = files.describe(error) if isinstance(error, OSError) else str(error)
-                raise SoundspaceError(f"every sound of {folder} is finished, but writing its page "
-                                      f"failed: {why}; then run `soundspace explore {folder}` (or "
-                                      "generate again)") from None
+                raise SoundspaceError(f"every cell of {folder} is finished, but writing its "
+                                      f"explorer failed: {why}; then run `soundspace explore "
+                                      f"{folder}` (or generate again)") from None
         self.save("complete")
         cells, pads, pitches = self.planner.counts()
         return RunResult(folder, cells, len(self.plan_.points), self.decoded,
