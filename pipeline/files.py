@@ -7,6 +7,7 @@ Every relative path read from a file, a server or a worker that this run did not
 under a temporary name unique to its writer and renamed, so two writers never share a temporary
 file and a file under its final name is always whole.
 """
+
 from __future__ import annotations
 
 import errno
@@ -37,8 +38,9 @@ def inside(root, relative, what: str = "path") -> Path:
     path = root.joinpath(*parts)
     resolved_root = root.resolve()
     if resolved_root != path.resolve() and resolved_root not in path.resolve().parents:
-        raise SoundspaceError(f"refusing {what} {relative!r}: it leads out of {root} "
-                              "(a symbolic link?)")
+        raise SoundspaceError(
+            f"refusing {what} {relative!r}: it leads out of {root} (a symbolic link?)"
+        )
     return path
 
 
@@ -126,10 +128,10 @@ _HINTS = {
     errno.EACCES: "make it writable for this user or choose another --output",
     errno.EPERM: "make it writable for this user or choose another --output",
     errno.ENOTDIR: "a part of this path is a file, not a folder: move that file away or choose "
-                   "another --output",
+    "another --output",
     errno.EISDIR: "a folder stands where a file should be: move that folder away",
     errno.EEXIST: "a file stands where a folder should be: move that file away or choose "
-                  "another --output",
+    "another --output",
     errno.ENAMETOOLONG: "choose a shorter --output",
 }
 
@@ -148,7 +150,12 @@ def _names_a_live_process(line: str) -> bool:
     """Whether a lock file's line ("process PID on HOST (since ...)") may name a running process:
     false only for a process of this machine that has ended."""
     words = line.split()
-    if len(words) < 4 or words[0] != "process" or not words[1].isdigit() or words[3] != socket.gethostname():
+    if (
+        len(words) < 4
+        or words[0] != "process"
+        or not words[1].isdigit()
+        or words[3] != socket.gethostname()
+    ):
         return True
     try:
         os.kill(int(words[1]), 0)
@@ -193,8 +200,10 @@ class FolderLock:
             if not wait:
                 holder = self.holder()
                 self.release()
-                raise SoundspaceError(f"{self.what} is being written by {holder}; wait for that "
-                                      "run to end (or pass --wait to wait for it)") from None
+                raise SoundspaceError(
+                    f"{self.what} is being written by {holder}; wait for that "
+                    "run to end (or pass --wait to wait for it)"
+                ) from None
             log(f"waiting for {self.holder()} to finish with {self.what} ...")
             fcntl.flock(self.file, fcntl.LOCK_EX)
         self.file.seek(0)

@@ -21,6 +21,7 @@ Input files: a sound's file at a pitch is `pattern` filled with the sound's name
 MIDI note, in or out of the library's list) by resampling with soxr (a speed change: one
 semitone is a factor 2^(1/12)), at most `max_shift_semitones` away; the shift is recorded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,6 +52,7 @@ GPU_SECONDS_PER_SAMPLE = 36 * 8 * 3600 / (120_000 * 64_000)
 @dataclass(frozen=True)
 class Input:
     """One sound at one pitch: the file it comes from and how far it was shifted."""
+
     sound: str
     pitch: int | None
     file: str  # relative to the dataset folder
@@ -103,23 +105,37 @@ class LibraryPlan:
     def cost(self) -> dict:
         """Counts and estimates for `soundspace plan` (and the refusal of a huge library)."""
         samples = sum(self.samples[d.pitch] for d in self.decodes)
-        return {"library": self.config.name, "pads": len(self.pads),
-                "pitches": [p for p in self.pitches if p is not None],
-                "cells": self.cells_total, "decodes": len(self.decodes),
-                "shared_cells": self.cells_total - len(self.decodes),
-                "grid": f"{self.config.resolution}" + (
-                    "" if self.config.labels == ("LEFT", "RIGHT") else f" x {self.config.resolution}"),
-                "weighting": self.config.weighting,
-                "audio_hours": samples / SAMPLE_RATE / 3600,
-                "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
-                "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600,
-                "shifted": [{"sound": i.sound, "pitch": i.pitch, "from": i.source_pitch,
-                             "semitones": i.semitones} for i in self.inputs.values() if i.semitones],
-                "assumptions": ("cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, "
-                                "batch 81 (soundspace bench); gpu_hours: Open NSynth Super's "
-                                "measured rate with Magenta's generator on K80 GPUs (an upper "
-                                "bound, not measured with this engine); a small model such as the "
-                                "demo model decodes far faster than either")}
+        return {
+            "library": self.config.name,
+            "pads": len(self.pads),
+            "pitches": [p for p in self.pitches if p is not None],
+            "cells": self.cells_total,
+            "decodes": len(self.decodes),
+            "shared_cells": self.cells_total - len(self.decodes),
+            "grid": f"{self.config.resolution}"
+            + ("" if self.config.labels == ("LEFT", "RIGHT") else f" x {self.config.resolution}"),
+            "weighting": self.config.weighting,
+            "audio_hours": samples / SAMPLE_RATE / 3600,
+            "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
+            "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600,
+            "shifted": [
+                {
+                    "sound": i.sound,
+                    "pitch": i.pitch,
+                    "from": i.source_pitch,
+                    "semitones": i.semitones,
+                }
+                for i in self.inputs.values()
+                if i.semitones
+            ],
+            "assumptions": (
+                "cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, "
+                "batch 81 (soundspace bench); gpu_hours: Open NSynth Super's "
+                "measured rate with Magenta's generator on K80 GPUs (an upper "
+                "bound, not measured with this engine); a small model such as the "
+                "demo model decodes far faster than either"
+            ),
+        }
 
 
 def mix_of(pad: Pad, weights) -> tuple:
@@ -127,8 +143,13 @@ def mix_of(pad: Pad, weights) -> tuple:
     totals = {}
     for sound, weight in zip(pad.sounds, weights):
         totals[sound] = totals.get(sound, 0.0) + weight
-    return tuple(sorted((s, round(w, WEIGHT_DECIMALS)) for s, w in totals.items()
-                        if round(w, WEIGHT_DECIMALS) != 0))
+    return tuple(
+        sorted(
+            (s, round(w, WEIGHT_DECIMALS))
+            for s, w in totals.items()
+            if round(w, WEIGHT_DECIMALS) != 0
+        )
+    )
 
 
 def decode_identity(pitch, mix) -> tuple[str, list]:
@@ -140,8 +161,10 @@ def decode_identity(pitch, mix) -> tuple[str, list]:
 
 def pads_of(config: LibraryConfig) -> list[Pad]:
     corners = [config.sounds[label] for label in config.labels]
-    return [Pad("_".join(s.name for s in combo), tuple(s.name for s in combo))
-            for combo in itertools.product(*corners)]
+    return [
+        Pad("_".join(s.name for s in combo), tuple(s.name for s in combo))
+        for combo in itertools.product(*corners)
+    ]
 
 
 def _pattern(config: LibraryConfig, path: Path) -> str:
@@ -150,13 +173,17 @@ def _pattern(config: LibraryConfig, path: Path) -> str:
         fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
         pattern.format(sound="x", pitch=60)
     except (ValueError, KeyError, IndexError, AttributeError) as error:
-        raise SoundspaceError(f"{path}: field pattern {pattern!r} is not a usable file pattern "
-                              f"({error}); write it like \"{{sound}}_{{pitch}}.wav\"") from None
+        raise SoundspaceError(
+            f"{path}: field pattern {pattern!r} is not a usable file pattern "
+            f'({error}); write it like "{{sound}}_{{pitch}}.wav"'
+        ) from None
     needed = {"sound", "pitch"} if config.pitches else {"sound"}
     if fields != needed:
-        raise SoundspaceError(f"{path}: field pattern {pattern!r} must contain "
-                              f"{' and '.join('{' + f + '}' for f in sorted(needed))} and nothing "
-                              f"else in braces (it has {', '.join(sorted(fields)) or 'none'})")
+        raise SoundspaceError(
+            f"{path}: field pattern {pattern!r} must contain "
+            f"{' and '.join('{' + f + '}' for f in sorted(needed))} and nothing "
+            f"else in braces (it has {', '.join(sorted(fields)) or 'none'})"
+        )
     return pattern
 
 
@@ -169,13 +196,17 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
     for label in config.labels:
         for sound in config.sounds[label]:
             if sounds.setdefault(sound.name, sound) != sound:
-                raise SoundspaceError(f"{where}: sound {sound.name} is defined twice, differently "
-                                      "(corners may share a sound, with the same definition)")
+                raise SoundspaceError(
+                    f"{where}: sound {sound.name} is defined twice, differently "
+                    "(corners may share a sound, with the same definition)"
+                )
 
     def file_at(sound, pitch) -> str:
         if sound.files is not None:
             return sound.files.get(pitch)
-        return sound.file if sound.file is not None else pattern.format(sound=sound.name, pitch=pitch)
+        return (
+            sound.file if sound.file is not None else pattern.format(sound=sound.name, pitch=pitch)
+        )
 
     def exists(rel: str | None) -> bool:
         if rel is None:
@@ -183,7 +214,9 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
         try:
             return inside(folder, rel, "sound file").is_file()
         except SoundspaceError as error:
-            raise SoundspaceError(f"{where}: {error}; name sound files relative to {folder}") from None
+            raise SoundspaceError(
+                f"{where}: {error}; name sound files relative to {folder}"
+            ) from None
 
     inputs, unmatched = {}, []
     for name, sound in sounds.items():
@@ -203,8 +236,9 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
             raise SoundspaceError(
                 f"{where}: sound {name} has no file for pitch {', '.join(map(str, missing))} "
                 f"(looked for {file_at(sound, missing[0])}; it has {', '.join(map(str, sorted(have)))}); "
-                "add the files, or set \"missing_pitches\": \"shift\" to make them from its "
-                "nearest pitch")
+                'add the files, or set "missing_pitches": "shift" to make them from its '
+                "nearest pitch"
+            )
         for pitch in config.pitches:
             source = min(have, key=lambda p: (abs(p - pitch), p))
             if abs(source - pitch) > config.max_shift_semitones:
@@ -212,14 +246,16 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
                     f"{where}: sound {name} has no file for pitch {pitch}, and its nearest pitch "
                     f"({source}) is {abs(source - pitch)} semitones away, more than "
                     f"max_shift_semitones ({config.max_shift_semitones}); add a file nearer "
-                    "that pitch, or raise max_shift_semitones (up to 12)")
+                    "that pitch, or raise max_shift_semitones (up to 12)"
+                )
             inputs[(name, pitch)] = Input(name, pitch, have[source], source)
     if unmatched:
         nothing = len(unmatched) == len(sounds)
         raise SoundspaceError(
             f"{where}: {'the pattern ' + repr(pattern) + ' matches no file' if nothing else 'no file'} "
             f"for {', '.join(unmatched)} in {folder}; name the files by the pattern, change "
-            "`pattern`, or give each sound its `files`")
+            "`pattern`, or give each sound its `files`"
+        )
     return inputs
 
 
@@ -230,8 +266,9 @@ def shift(audio: np.ndarray, semitones: int) -> np.ndarray:
 
     if semitones == 0:
         return audio
-    return soxr.resample(audio, SAMPLE_RATE * 2 ** (semitones / 12), SAMPLE_RATE,
-                         quality="VHQ").astype(np.float32)
+    return soxr.resample(
+        audio, SAMPLE_RATE * 2 ** (semitones / 12), SAMPLE_RATE, quality="VHQ"
+    ).astype(np.float32)
 
 
 def load_inputs(config: LibraryConfig, folder: Path, inputs: dict) -> tuple[dict, dict]:
@@ -264,7 +301,8 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
                 raise SoundspaceError(
                     f"{folder / 'space.json'}: the sounds of pad {pad.name} have different "
                     f"lengths{at} ({', '.join(f'{s} {n / SAMPLE_RATE:g} s' for s, n in found.items())}); "
-                    "set `length` (seconds) to cut or pad every sound to one length")
+                    "set `length` (seconds) to cut or pad every sound to one length"
+                )
             samples.setdefault(pitch, next(iter(found.values())))
     grid = cells(config.labels, config.resolution, config.weighting)
     mixes, cell_mix = {}, {}
@@ -280,8 +318,9 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
         for (p, c), m in cell_mix.items():
             cell_decode[(p, pitch, c)] = first + m
             decodes[first + m].cells.append((p, c))
-    return LibraryPlan(config, folder, pads, pitches, grid, inputs, audio, samples, decodes,
-                       cell_decode)
+    return LibraryPlan(
+        config, folder, pads, pitches, grid, inputs, audio, samples, decodes, cell_decode
+    )
 
 
 def describe_cost(cost: dict) -> str:
@@ -297,6 +336,9 @@ def describe_cost(cost: dict) -> str:
         f"estimated: {cost['cpu_hours']:,.1f} CPU hours, {cost['gpu_hours']:,.1f} GPU hours",
         f"  ({cost['assumptions']})",
     ]
-    lines += [f"shifted: {s['sound']} at pitch {s['pitch']} from {s['from']} "
-              f"({s['semitones']:+d} semitones)" for s in cost["shifted"]]
+    lines += [
+        f"shifted: {s['sound']} at pitch {s['pitch']} from {s['from']} "
+        f"({s['semitones']:+d} semitones)"
+        for s in cost["shifted"]
+    ]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ the first failure ends the run at once, with that failure (one SoundspaceError l
 in flight are stopped and no other starts; the cells finished before stay for a rerun. Remote
 backends merge what their workers bring back with `remote.receive`.
 """
+
 from __future__ import annotations
 
 

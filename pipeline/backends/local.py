@@ -9,6 +9,7 @@ any reason (an error, Ctrl-C, SIGTERM) the workers still running are killed. A w
 (an out-of-memory kill looks like this) fails its shard, and so the run: the error names the
 shard and how its worker ended. Finished cells are always kept, so a rerun completes the space.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -49,7 +50,9 @@ def _worker(connection, parent: int, threads: int) -> None:
             return
         spec, space_dir = task
         try:
-            result = render_shard(spec, space_dir, progress=lambda n: connection.send(("progress", n)))
+            result = render_shard(
+                spec, space_dir, progress=lambda n: connection.send(("progress", n))
+            )
         except BaseException as error:  # sent back whole: the parent reports it in one line
             try:
                 connection.send(("error", error))
@@ -77,8 +80,11 @@ def _thread_limit(threads: int):
 def _how_it_died(exitcode) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
-        why = " (what an out-of-memory kill looks like: lower decode_batch or parallel_shards)" \
-            if exitcode == -signal.SIGKILL else ""
+        why = (
+            " (what an out-of-memory kill looks like: lower decode_batch or parallel_shards)"
+            if exitcode == -signal.SIGKILL
+            else ""
+        )
         return f"was killed by {name}{why}"
     return f"exited with code {exitcode}"
 
@@ -86,6 +92,7 @@ def _how_it_died(exitcode) -> str:
 def _raise(error):
     def finish():
         raise error
+
     return finish
 
 
@@ -96,6 +103,7 @@ class LocalBackend:
     def run(self, tasks, progress):
         workers = min(self.parallel_shards, len(tasks))
         if workers <= 1:  # in this process, one shard after the other
+
             def render(handles):
                 spec, space_dir = tasks[handles[0]]
                 return [(handles[0], lambda: render_shard(spec, space_dir, progress))]
@@ -118,16 +126,18 @@ class _Workers:
         with _thread_limit(threads):
             for _ in range(workers):
                 ours, theirs = context.Pipe()
-                process = context.Process(target=_worker, args=(theirs, os.getpid(), threads),
-                                          daemon=True)
+                process = context.Process(
+                    target=_worker, args=(theirs, os.getpid(), threads), daemon=True
+                )
                 process.start()
                 theirs.close()
                 self.pool.append([process, ours, None])
 
     def run(self):
         try:
-            yield from run_tasks(len(self.tasks), len(self.pool), self._start, self._wait,
-                                 self._cancel)
+            yield from run_tasks(
+                len(self.tasks), len(self.pool), self._start, self._wait, self._cancel
+            )
         finally:
             self._close()
 
@@ -166,7 +176,8 @@ class _Workers:
                     value = SoundspaceError(
                         f"shard {spec.index + 1}/{spec.count} of {spec.space}: its worker "
                         f"process (pid {process.pid}) {_how_it_died(process.exitcode)}; the "
-                        "cells finished so far are kept: run the same command again")
+                        "cells finished so far are kept: run the same command again"
+                    )
                 ended.append((n, _raise(value)))
         return ended
 

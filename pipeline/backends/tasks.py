@@ -1,6 +1,7 @@
 """The task loop every backend drives its shards with, and so one failure policy for all: the
 first failure ends the run at once, with that failure; the tasks in flight are stopped and no
 other starts; what finished before stays for a rerun. It knows no backend."""
+
 from __future__ import annotations
 
 from collections import deque
