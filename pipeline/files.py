@@ -192,7 +192,7 @@ class FolderLock:
                 return "another process"
             time.sleep(0.01)
 
-    def acquire(self, wait: bool = False, log=print) -> "FolderLock":
+    def acquire(self, wait: bool = False, log=print) -> FolderLock:
         self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -141,7 +141,7 @@ class LibraryPlan:
 def mix_of(pad: Pad, weights) -> tuple:
     """A cell's weight per sound: corners holding the same sound add up; zeros are dropped."""
     totals = {}
-    for sound, weight in zip(pad.sounds, weights):
+    for sound, weight in zip(pad.sounds, weights, strict=True):
         totals[sound] = totals.get(sound, 0.0) + weight
     return tuple(
         sorted(
@@ -235,7 +235,8 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
         if missing and config.missing_pitches == "error":
             raise SoundspaceError(
                 f"{where}: sound {name} has no file for pitch {', '.join(map(str, missing))} "
-                f"(looked for {file_at(sound, missing[0])}; it has {', '.join(map(str, sorted(have)))}); "
+                f"(looked for {file_at(sound, missing[0])}; it has "
+                f"{', '.join(map(str, sorted(have)))}); "
                 'add the files, or set "missing_pitches": "shift" to make them from its '
                 "nearest pitch"
             )
@@ -251,8 +252,9 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
             inputs[(name, pitch)] = Input(name, pitch, have[source], source)
     if unmatched:
         nothing = len(unmatched) == len(sounds)
+        what = f"the pattern {pattern!r} matches no file" if nothing else "no file"
         raise SoundspaceError(
-            f"{where}: {'the pattern ' + repr(pattern) + ' matches no file' if nothing else 'no file'} "
+            f"{where}: {what} "
             f"for {', '.join(unmatched)} in {folder}; name the files by the pattern, change "
             "`pattern`, or give each sound its `files`"
         )
@@ -298,9 +300,10 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
             found = {s: lengths[(s, pitch)] for s in pad.sounds}
             if len(set(found.values())) > 1:
                 at = f" at pitch {pitch}" if pitch is not None else ""
+                each = ", ".join(f"{s} {n / SAMPLE_RATE:g} s" for s, n in found.items())
                 raise SoundspaceError(
                     f"{folder / 'space.json'}: the sounds of pad {pad.name} have different "
-                    f"lengths{at} ({', '.join(f'{s} {n / SAMPLE_RATE:g} s' for s, n in found.items())}); "
+                    f"lengths{at} ({each}); "
                     "set `length` (seconds) to cut or pad every sound to one length"
                 )
             samples.setdefault(pitch, next(iter(found.values())))

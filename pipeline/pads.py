@@ -83,7 +83,7 @@ def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
                     "row": cell.yi,
                     "x": cell.x,
                     "y": cell.y,
-                    "corner_weights": dict(zip(plan.config.labels, cell.weights)),
+                    "corner_weights": dict(zip(plan.config.labels, cell.weights, strict=True)),
                     "weights": dict(decode.mix),
                     "seed": decode.seed,
                     "decode": decode.name,

@@ -16,16 +16,18 @@ space's embeddings and explorer; a library's pads and page).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from . import SoundspaceError, files, output
 from .config import load_workflow, model_folder
 from .files import megabytes
-from .shards import ShardSpec, plan as split
+from .shards import ShardSpec
+from .shards import plan as split
 
 
 @dataclass

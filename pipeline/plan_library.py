@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +63,8 @@ class LibraryPlanner:
                 keys = sorted(k for k in library.audio if k[1] == pitch)
                 for b in range(0, len(keys), ENCODE_BATCH):
                     batch = keys[b : b + ENCODE_BATCH]
-                    for key, z in zip(
-                        batch, model.encode(np.stack([library.audio[k] for k in batch]))
-                    ):
+                    zs = model.encode(np.stack([library.audio[k] for k in batch]))
+                    for key, z in zip(batch, zs, strict=True):
                         encodings[key] = z
         with watch("interpolate"):
             self.at = {pitch: library.decodes_at(pitch) for pitch in library.pitches}
@@ -177,7 +176,7 @@ class LibraryPlanner:
             {
                 "status": status,
                 "missing": missing,
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "library": self.space.model_dump(),
                 "dataset": str(self.folder.resolve()),
                 "workflow": self.workflow.model_dump(),
@@ -192,7 +191,7 @@ class LibraryPlanner:
                 "pads": [
                     {
                         "name": pad.name,
-                        "sounds": dict(zip(self.space.labels, pad.sounds)),
+                        "sounds": dict(zip(self.space.labels, pad.sounds, strict=True)),
                         "folder": pad.name,
                     }
                     for pad in library.pads

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +169,7 @@ class SpacePlanner:
             {
                 "status": status,
                 "missing": missing,
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "decoded": progress["decoded"],
                 "space": space.model_dump(),
                 "dataset": str(self.folder.resolve()),
@@ -224,7 +224,7 @@ def _cell_entry(cell, labels, record: dict) -> dict:
         "row": cell.yi,
         "x": cell.x,
         "y": cell.y,
-        "weights": dict(zip(labels, cell.weights)),
+        "weights": dict(zip(labels, cell.weights, strict=True)),
         "file": record["file"],
         "samples": record["samples"],
         "seconds": record["samples"] / SAMPLE_RATE,

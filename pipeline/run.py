@@ -67,7 +67,8 @@ class Stopwatch:
 class Run:
     """One dataset (a space or a library) through the stages. Opening it runs everything up to
     the plan (and refuses bad input before anything is written); `plan` takes the lock and checks
-    the disk; the decode of every run of a command is shared (`decode`); `finish` writes the rest."""
+    the disk; the decode of every run of a command is shared (`decode`); `finish` writes the
+    rest."""
 
     def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool):
         self.watch, self.inside_decode, self.decoded = Stopwatch(), {}, 0

@@ -53,7 +53,7 @@ class ShardSpec:
         """Samples the decoder draws per point (whole frames of the hop)."""
         return self.embeddings.shape[1] * self.model["hop"]
 
-    def only(self, indices) -> "ShardSpec":
+    def only(self, indices) -> ShardSpec:
         """The same shard reduced to some of its points (what a retry still has to make)."""
         indices = list(indices)
         return ShardSpec(
@@ -75,7 +75,7 @@ class ShardSpec:
         return folder
 
     @classmethod
-    def load(cls, folder) -> "ShardSpec":
+    def load(cls, folder) -> ShardSpec:
         folder = Path(folder)
         try:
             fields = json.loads((folder / SPEC_FILE).read_text())
@@ -190,8 +190,9 @@ def _model(spec: ShardSpec):
 def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None = None) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
     number of points decoded and the records of the shard's finished cells (the run keeps them:
-    it never reads its own files back); `progress(samples)` is told the decoder's progress. `made_on`
-    (which machine made the cells, e.g. a Ray node's address) goes into each cell's record."""
+    it never reads its own files back); `progress(samples)` is told the decoder's progress.
+    `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
+    record."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     if not todo:
@@ -207,7 +208,7 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
             math=spec.math,
         )
         seconds["decode"] += time.perf_counter() - start
-        for i, sound in zip(batch, audio):
+        for i, sound in zip(batch, audio, strict=True):
             start = time.perf_counter()
             finished = postprocess.process(sound, spec.samples, spec.postprocess)
             seconds["post-process"] += time.perf_counter() - start
@@ -249,9 +250,8 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         nonlocal done, next_report
         done += samples
         if total and done / total >= next_report:
-            log(
-                f"shard {spec.index + 1}/{spec.count}: {100 * done / total:.0f}% of {total:,} samples"
-            )
+            share = f"{100 * done / total:.0f}%"
+            log(f"shard {spec.index + 1}/{spec.count}: {share} of {total:,} samples")
             next_report += 0.1
 
     log(

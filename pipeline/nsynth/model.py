@@ -55,7 +55,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values) -> "ModelConfig":
+    def from_dict(cls, values) -> ModelConfig:
         """Hyper-parameters read from a file: every one a whole number in its range."""
         if not isinstance(values, dict):
             raise SoundspaceError(
@@ -80,7 +80,7 @@ class ModelConfig:
     @classmethod
     def from_shapes(
         cls, shapes: dict, stages: int = 10, ae_stages: int = 10, hop: int = 512
-    ) -> "ModelConfig":
+    ) -> ModelConfig:
         """Infer widths and layer counts from `{name: shape}` of Magenta-named variables."""
 
         def dim(name, axis):

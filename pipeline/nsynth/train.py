@@ -277,16 +277,25 @@ def train(
             if options.onset_crops:
                 starts = [
                     0 if onset else s
-                    for s, onset in zip(starts, rng.random(options.batch) < options.onset_crops)
+                    for s, onset in zip(
+                        starts, rng.random(options.batch) < options.onset_crops, strict=True
+                    )
                 ]
-            crops = torch.stack([audio[k][s : s + options.crop] for k, s in zip(picks, starts)])
+            crops = torch.stack(
+                [audio[k][s : s + options.crop] for k, s in zip(picks, starts, strict=True)]
+            )
             context = at = None
             if options.encoder_context:
                 # `margin` of the sound on either side of the crop, the window moved inwards at
                 # the sound's ends: there the encoder's padding falls where generation's does.
-                cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
-                context = torch.stack([audio[k][c : c + window] for k, c in zip(picks, cuts)])
-                at = torch.tensor([s - c for s, c in zip(starts, cuts)])
+                cuts = [
+                    min(max(0, s - margin), whole[k] - window)
+                    for k, s in zip(picks, starts, strict=True)
+                ]
+                context = torch.stack(
+                    [audio[k][c : c + window] for k, c in zip(picks, cuts, strict=True)]
+                )
+                at = torch.tensor([s - c for s, c in zip(starts, cuts, strict=True)])
             feed = options.self_feed if step >= options.self_feed_from * options.steps else 0.0
             loss = step_loss(net, crops, noise, context, at, feed)
             optimizer.zero_grad(set_to_none=True)
