@@ -13,8 +13,9 @@ secrets: keys come from the environment.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -68,6 +69,8 @@ class _Grid(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     model: Literal["real", "test"] = "real"
     postprocess: PostProcess = PostProcess()
+    if TYPE_CHECKING:  # each kind declares its own `sounds` field, keyed by corner label
+        sounds: Mapping[str, object]
 
     @property
     def labels(self) -> tuple:

@@ -20,6 +20,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from . import SoundspaceError
 
@@ -142,7 +143,7 @@ def describe(error: OSError, hint: bool = True) -> str:
     if error.filename2 is not None:
         where = f"{error.filename} -> {error.filename2}: "
     cause = error.strerror or str(error) or type(error).__name__
-    advice = _HINTS.get(error.errno) if hint else None
+    advice = _HINTS.get(error.errno) if hint and error.errno is not None else None
     return f"{where}{cause}" + (f"; {advice}" if advice else "")
 
 
@@ -172,7 +173,8 @@ class FolderLock:
     so a second run can say who it is waiting for."""
 
     def __init__(self, path: Path, what: str):
-        self.path, self.what, self.file, self.held = Path(path), what, None, False
+        self.path, self.what, self.held = Path(path), what, False
+        self.file: TextIO | None = None
 
     def holder(self, patience: float = 1.0) -> str:
         """Who holds the lock, as the holder wrote it. A holder writes its line just after it
@@ -193,9 +195,9 @@ class FolderLock:
             time.sleep(0.01)
 
     def acquire(self, wait: bool = False, log=print) -> FolderLock:
-        self.file = open(self.path, "a+")
+        self.file = file = open(self.path, "a+")
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
                 holder = self.holder()
@@ -205,12 +207,12 @@ class FolderLock:
                     "run to end (or pass --wait to wait for it)"
                 ) from None
             log(f"waiting for {self.holder()} to finish with {self.what} ...")
-            fcntl.flock(self.file, fcntl.LOCK_EX)
-        self.file.seek(0)
-        self.file.truncate()
+            fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        file.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
-        self.file.flush()
+        file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        file.flush()
         self.held = True
         return self
 

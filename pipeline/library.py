@@ -35,7 +35,7 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE, fit, load_audio
-from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig
+from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig, LibrarySound
 from .files import inside
 from .space import cells
 
@@ -60,7 +60,10 @@ class Input:
 
     @property
     def semitones(self) -> int:
-        return 0 if self.pitch is None else self.pitch - self.source_pitch
+        if self.pitch is None:
+            return 0
+        assert self.source_pitch is not None  # an input at a pitch has a file at some pitch
+        return self.pitch - self.source_pitch
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class LibraryPlan:
 
 def mix_of(pad: Pad, weights) -> tuple:
     """A cell's weight per sound: corners holding the same sound add up; zeros are dropped."""
-    totals = {}
+    totals: dict[str, float] = {}
     for sound, weight in zip(pad.sounds, weights, strict=True):
         totals[sound] = totals.get(sound, 0.0) + weight
     return tuple(
@@ -152,7 +155,7 @@ def mix_of(pad: Pad, weights) -> tuple:
     )
 
 
-def decode_identity(pitch, mix) -> tuple[str, list]:
+def decode_identity(pitch, mix) -> tuple[str, int]:
     """The decode's name and its random stream, from its pitch and mix alone."""
     digest = hashlib.sha256(json.dumps([pitch, mix]).encode()).hexdigest()
     name = f"d{pitch:03d}-{digest[:16]}" if pitch is not None else f"d-{digest[:16]}"  # DECODE_NAME
@@ -192,7 +195,7 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
     pitches where allowed; every refusal names the sound, the pitches and the fix."""
     where = folder / "space.json"
     pattern = _pattern(config, where)
-    sounds = {}
+    sounds: dict[str, LibrarySound] = {}
     for label in config.labels:
         for sound in config.sounds[label]:
             if sounds.setdefault(sound.name, sound) != sound:
@@ -218,7 +221,8 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
                 f"{where}: {error}; name sound files relative to {folder}"
             ) from None
 
-    inputs, unmatched = {}, []
+    inputs: dict[tuple[str, int | None], Input] = {}
+    unmatched: list[str] = []
     for name, sound in sounds.items():
         if config.pitches is None:
             rel = file_at(sound, None)
@@ -293,8 +297,8 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
     inputs = find_inputs(config, folder)
     audio, lengths = load_inputs(config, folder, inputs)
     pads = pads_of(config)
-    pitches = config.pitches or [None]
-    samples = {}
+    pitches: list[int | None] = [*config.pitches] if config.pitches else [None]
+    samples: dict[int | None, int] = {}
     for pitch in pitches:
         for pad in pads:
             found = {s: lengths[(s, pitch)] for s in pad.sounds}
@@ -308,11 +312,13 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
                 )
             samples.setdefault(pitch, next(iter(found.values())))
     grid = cells(config.labels, config.resolution, config.weighting)
-    mixes, cell_mix = {}, {}
+    mixes: dict[tuple, int] = {}  # mix -> its index, in order of first use
+    cell_mix: dict[tuple[int, int], int] = {}  # (pad index, cell index) -> mix index
     for p, pad in enumerate(pads):
         for c, cell in enumerate(grid):
             cell_mix[(p, c)] = mixes.setdefault(mix_of(pad, cell.weights), len(mixes))
-    decodes, cell_decode = [], {}
+    decodes: list[Decode] = []
+    cell_decode: dict[tuple[int, int | None, int], int] = {}
     for pitch in pitches:
         first = len(decodes)
         for mix in mixes:

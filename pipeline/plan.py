@@ -153,7 +153,7 @@ def shard_specs(
         "hop": model.config.hop,
         "role": role,
     }
-    specs = []
+    specs: list[ShardSpec] = []
     for group in groups:
         for part in split(len(group.points), workflow.shard_size):
             specs.append(

@@ -40,7 +40,8 @@ class LibraryPlanner:
     ):
         self.space, self.folder, self.workflow, self.model_dir = space, folder, workflow, model_dir
         self.root, self.workflow_path, self.force, self.yes = root, workflow_path, force, yes
-        self.name, self.placed = space.name, {}
+        self.name = space.name
+        self.placed: dict[str, int] = {}  # how the pads' files were placed, counted
 
     def prepare(self, watch) -> None:
         folder = self.folder

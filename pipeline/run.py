@@ -29,7 +29,7 @@ from . import SoundspaceError, files
 from .backends import backend_for
 from .config import LibraryConfig, load_space
 from .files import megabytes
-from .plan import check_writable, finished_records, setup
+from .plan import Planner, check_writable, finished_records, setup
 from .plan_library import LibraryPlanner
 from .plan_space import SpacePlanner
 
@@ -42,9 +42,8 @@ class RunResult:
     decoded: int  # points decoded by this run (the others were already done)
     shards: int
     seconds: dict = field(default_factory=dict)  # wall time per stage
-    inside_decode: dict = field(
-        default_factory=dict
-    )  # summed over shards: decode, post-process, write
+    # summed over shards: decode, post-process, write
+    inside_decode: dict = field(default_factory=dict)
     pads: int = 0  # a library's pads and pitches (0 for a space)
     pitches: int = 0
 
@@ -71,10 +70,12 @@ class Run:
     rest."""
 
     def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool):
-        self.watch, self.inside_decode, self.decoded = Stopwatch(), {}, 0
+        self.watch, self.decoded = Stopwatch(), 0
+        self.inside_decode: dict[str, float] = {}  # summed over shards: decode, post-process, write
         with self.watch("configuration"):
             space, folder = load_space(dataset)
             workflow, model_dir, root = setup(folder, space.model, workflow_path, output_dir)
+        self.planner: Planner
         if isinstance(space, LibraryConfig):
             self.planner = LibraryPlanner(
                 space, folder, workflow, model_dir, root, workflow_path, force, yes

@@ -15,9 +15,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import get_context
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnProcess
 
 from .. import SoundspaceError
 from ..shards import render_shard
@@ -113,6 +116,15 @@ class LocalBackend:
         yield from _Workers(tasks, progress, workers).run()
 
 
+@dataclass
+class _Slot:
+    """A worker process, our end of its pipe, and the task it runs (None while idle)."""
+
+    process: SpawnProcess
+    connection: Connection
+    task: int | None = None
+
+
 class _Workers:
     """`workers` processes (spawned: no fork of a process holding BLAS and torch threads), each
     on its share of the cores; a task is sent to an idle one and its pipe brings back progress
@@ -122,7 +134,7 @@ class _Workers:
         self.tasks, self.progress = tasks, progress
         context = get_context("spawn")
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
-        self.pool = []  # [process, connection to it, task index it runs or None]
+        self.pool: list[_Slot] = []
         with _thread_limit(threads):
             for _ in range(workers):
                 ours, theirs = context.Pipe()
@@ -131,7 +143,7 @@ class _Workers:
                 )
                 process.start()
                 theirs.close()
-                self.pool.append([process, ours, None])
+                self.pool.append(_Slot(process, ours))
 
     def run(self):
         try:
@@ -142,18 +154,19 @@ class _Workers:
             self._close()
 
     def _start(self, i: int) -> int:
-        slot = next(n for n, s in enumerate(self.pool) if s[2] is None)
-        self.pool[slot][2] = i
-        self.pool[slot][1].send(self.tasks[i])
+        slot = next(n for n, s in enumerate(self.pool) if s.task is None)
+        self.pool[slot].task = i
+        self.pool[slot].connection.send(self.tasks[i])
         return slot
 
     def _wait(self, slots: list) -> list:
-        ended = []
+        ended: list[tuple[int, Callable]] = []  # (slot, finish)
         while not ended:
             busy = [self.pool[n] for n in slots]
-            ready = wait([s[1] for s in busy] + [s[0].sentinel for s in busy])
+            ready = wait([s.connection for s in busy] + [s.process.sentinel for s in busy])
             for n in slots:
-                process, connection, index = self.pool[n]
+                slot = self.pool[n]
+                process, connection, index = slot.process, slot.connection, slot.task
                 if connection in ready or connection.poll():
                     try:
                         kind, value = connection.recv()
@@ -166,7 +179,7 @@ class _Workers:
                 if kind == "progress":
                     self.progress(value)
                     continue
-                self.pool[n][2] = None
+                slot.task = None
                 if kind == "done":
                     ended.append((n, lambda value=value: value))
                     continue
@@ -183,20 +196,20 @@ class _Workers:
 
     def _cancel(self, slots: list) -> None:
         for n in slots:  # stopped mid-shard: its finished cells are already written
-            self.pool[n][0].kill()
+            self.pool[n].process.kill()
 
     def _close(self) -> None:
-        for process, connection, index in self.pool:
-            if index is not None and process.is_alive():
-                process.kill()
+        for slot in self.pool:
+            if slot.task is not None and slot.process.is_alive():
+                slot.process.kill()
             else:
                 try:
-                    connection.send(None)
+                    slot.connection.send(None)
                 except OSError:
                     pass
-        for process, connection, _ in self.pool:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            connection.close()
+        for slot in self.pool:
+            slot.process.join(5)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+            slot.connection.close()

@@ -30,6 +30,7 @@ our CPUs, measured by `soundspace bench`) and torch (`cpu` or `cuda`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,10 @@ from .mulaw import inverse_mu_law, network_input
 BLOCK_ROWS = 1024
 # Up to this many sounds, numpy's per-step products run as one GEMV per sound (see step_matmul).
 GEMV_ROWS = 4
+
+# An array of the math library in use: np.ndarray with NumpyMath, torch.Tensor with TorchMath.
+# The loop is written once for both (duck-typed), so its arrays are typed as either.
+Array = Any
 
 
 class NumpyMath:
@@ -175,13 +180,13 @@ def block_size(dilation: int, hop: int, batch: int, block_rows: int = BLOCK_ROWS
 class _Layer:
     dilation: int
     block: int
-    past: tuple  # [2C, 2C] weights for the two orders of the history halves
-    current: object  # [C, 2C] weights of the tap at t
-    res_skip: object  # [C, C + S], halved (the gate's 1/2)
-    res_bias: object  # [C]
-    history: object  # Q: [d, B, 2C]
-    block_out: object  # [b, B, 2C]: past taps + conditioning for the steps of this block
-    cond: object  # [B, 2C] view into the decoder's per-frame conditioning
+    past: tuple[Array, Array]  # [2C, 2C] weights for the two orders of the history halves
+    current: Array  # [C, 2C] weights of the tap at t
+    res_skip: Array  # [C, C + S], halved (the gate's 1/2)
+    res_bias: Array  # [C]
+    history: Array  # Q: [d, B, 2C]
+    block_out: Array  # [b, B, 2C]: past taps + conditioning for the steps of this block
+    cond: Array  # [B, 2C] view into the decoder's per-frame conditioning
 
 
 class IncrementalDecoder:
@@ -266,7 +271,7 @@ class IncrementalDecoder:
         self.m.matmul(z, self.cond_w, out=self.cond)
         self.cond += self.cond_b
 
-    def step(self, t: int, sample) -> object:
+    def step(self, t: int, sample) -> Array:
         """Feed the input of step t (previous sample as mu-law / 128, `[B]`); return logits."""
         m, C = self.m, self.config.width
         self.inputs[:, t % 3] = sample

@@ -115,7 +115,7 @@ class ModelConfig:
 
     def expected_shapes(self) -> dict:
         """Every variable of a model of this size, `{name: (shape)}`, in Magenta's layout."""
-        shapes = {}
+        shapes: dict[str, tuple[int, ...]] = {}
 
         def layer(name, k, n_in, n_out):
             shapes[f"{name}/W"] = (1, k, n_in, n_out)

@@ -91,6 +91,7 @@ def loss_on(
     if context is None:
         z = net.encode(x)
     else:
+        assert at is not None, "a context comes with where the crop starts in it (`at`)"
         z = net.encode(torch.from_numpy(network_input(context.numpy())).to(device))
         where = (at.to(device)[:, None] + torch.arange(crops.shape[1], device=device))[:, None, :]
         z = z.gather(2, where.expand(-1, z.shape[1], -1))
@@ -259,7 +260,7 @@ def train(
             fall = 1 + math.cos(math.pi * step / options.steps)  # a cosine from 2 down to 0
             for group in optimizer.param_groups:  # from lr to lr / 10
                 group["lr"] = options.lr * (0.1 + 0.45 * fall)
-            noise = options.input_noise
+            noise: float | torch.Tensor = options.input_noise
             if options.input_noise_end is not None:  # from input_noise to input_noise_end
                 noise = torch.tensor(
                     options.input_noise_end + (noise - options.input_noise_end) * 0.5 * fall,
