@@ -5,6 +5,7 @@ both well-kept libraries. A file whose header promises more audio than it holds 
 is read as far as it goes, with a warning that names both lengths. Files are written under a
 temporary name and renamed, so a file under its final name is always complete.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,11 +36,15 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             data, rate = f.read(dtype="float32", always_2d=True), f.samplerate
             promised = _promised_frames(f.extra_info, f.channels)
     except Exception as error:  # libsndfile reports every unreadable file as its own error
-        raise SoundspaceError(f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, "
-                              "AIFF or MP3") from None
+        raise SoundspaceError(
+            f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, AIFF or MP3"
+        ) from None
     if promised is not None and promised > len(data):
-        print(f"soundspace: warning: {path}: its header promises {promised} samples but the file "
-              f"holds {len(data)} (cut short?); using the {len(data)} it holds", file=sys.stderr)
+        print(
+            f"soundspace: warning: {path}: its header promises {promised} samples but the file "
+            f"holds {len(data)} (cut short?); using the {len(data)} it holds",
+            file=sys.stderr,
+        )
     if data.size == 0:
         raise SoundspaceError(f"{path} holds no audio samples")
     if not np.isfinite(data).all():
@@ -69,14 +74,18 @@ def fit(audio: np.ndarray, samples: int, path) -> np.ndarray:
     """`audio` (read from `path`) trimmed or zero-padded to `samples`, and refused when what is
     left is silent."""
     fitted = np.zeros(samples, np.float32)
-    fitted[:min(samples, len(audio))] = audio[:samples]
+    fitted[: min(samples, len(audio))] = audio[:samples]
     peak = float(np.abs(fitted).max())
     if peak < SILENCE_PEAK:
-        where = "is silent" if len(audio) <= samples or np.abs(audio).max() < SILENCE_PEAK \
+        where = (
+            "is silent"
+            if len(audio) <= samples or np.abs(audio).max() < SILENCE_PEAK
             else f"is silent in its first {samples / SAMPLE_RATE:g} s (the space's length)"
+        )
         level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
-        raise SoundspaceError(f"{path} {where} (peak {level}); give a sound that starts within "
-                              "the space's length")
+        raise SoundspaceError(
+            f"{path} {where} (peak {level}); give a sound that starts within the space's length"
+        )
     return fitted
 
 

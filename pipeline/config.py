@@ -9,14 +9,15 @@ one with its `model` field), the decode batch and shard size, how many shards ru
 output folder. Relative paths in a workflow are relative to the workflow file. A workflow holds no
 secrets: keys come from the environment.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE
@@ -47,6 +48,7 @@ class PostProcess(_Strict):
     clips), linear fades of `fade_ms` at both ends, zero-padded to the space's length.
     `open-nsynth-super`: Open NSynth Super's chain (declick, -12 dBFS, onset trim, the space's
     length, 8-sample fades). `none`: the model's samples as they come."""
+
     chain: Literal["default", "open-nsynth-super", "none"] = "default"
     peak_dbfs: float = Field(-1.0, ge=-60.0, le=0.0)
     fade_ms: float = Field(5.0, ge=0.0, le=1000.0)
@@ -61,11 +63,14 @@ class _Grid(_Strict):
     """What a space and a library both say: the name, how corners are mixed, the sampling seed,
     which model and what is done to each decoded sound. Each adds its sounds, resolution and
     length."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     weighting: Literal["bilinear", "radial"] = "bilinear"
     seed: int = Field(0, ge=0, lt=2**63)
     model: Literal["real", "test"] = "real"
     postprocess: PostProcess = PostProcess()
+    if TYPE_CHECKING:  # each kind declares its own `sounds` field, keyed by corner label
+        sounds: Mapping[str, object]
 
     @property
     def labels(self) -> tuple:
@@ -90,17 +95,21 @@ class SpaceConfig(_Grid):
     def _two_or_four(cls, value):
         keys = set(value)
         if keys not in (set(LINE), set(SQUARE)):
-            raise ValueError(f"got {len(value)} sound(s) named {', '.join(sorted(keys)) or 'nothing'}; "
-                             f"a space takes 2 sounds named {' and '.join(LINE)} (a line) or 4 "
-                             f"named {', '.join(SQUARE)} (a square)")
+            raise ValueError(
+                f"got {len(value)} sound(s) named {', '.join(sorted(keys)) or 'nothing'}; "
+                f"a space takes 2 sounds named {' and '.join(LINE)} (a line) or 4 "
+                f"named {', '.join(SQUARE)} (a square)"
+            )
         return value
 
     @field_validator("length")
     @classmethod
     def _at_least_one_sample(cls, value):
         if round(value * SAMPLE_RATE) < 1:
-            raise ValueError(f"{value:g} s is less than one sample at {SAMPLE_RATE} Hz; give the "
-                             "length of the sounds in seconds (e.g. 4.0)")
+            raise ValueError(
+                f"{value:g} s is less than one sample at {SAMPLE_RATE} Hz; give the "
+                "length of the sounds in seconds (e.g. 4.0)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -113,7 +122,8 @@ class SpaceConfig(_Grid):
                 f"resolution {self.resolution} makes {cells:,} cells, {audio_hours:,.0f} hours of "
                 f"audio to decode (about {cpu_hours:,.0f} hours on 2 CPU cores with Magenta's "
                 f"model); at most {MAX_CELLS:,} cells are accepted (a square up to 129 x 129): "
-                "lower the resolution")
+                "lower the resolution"
+            )
         return self
 
     @property
@@ -129,6 +139,7 @@ class LibrarySound(_Strict):
     """One sound of a library corner: a name (it names files and pads) and, where its files do
     not follow the library's pattern, the file for each pitch (`files`) or its one file (`file`,
     for a library without pitches)."""
+
     name: str = Field(pattern=f"^{SOUND_NAME}$")
     label: str | None = None
     files: dict[int, str] | None = None
@@ -139,6 +150,7 @@ class LibraryConfig(_Grid):
     """A library: several sounds per corner (every combination is a pad) and/or several pitches
     (every pitch is its own grid). The fields shared with a space mean the same; `length` may be
     left out, and then each input keeps its own length (the inputs of a pad must then agree)."""
+
     sounds: dict[str, list[LibrarySound]]
     pitches: list[Annotated[int, Field(ge=0, le=127)]] | None = Field(None, min_length=1)
     pattern: str | None = Field(None, min_length=1)  # default: {sound}_{pitch}.wav, or {sound}.wav
@@ -152,9 +164,13 @@ class LibraryConfig(_Grid):
     def _lists_of_named_sounds(cls, value):
         # "NW": "bass" is one sound; "NW": ["bass", {"name": "flute", "label": "Flute"}] two.
         if isinstance(value, dict):
-            return {k: [{"name": item} if isinstance(item, str) else item
-                        for item in (v if isinstance(v, list) else [v])]
-                    for k, v in value.items()}
+            return {
+                k: [
+                    {"name": item} if isinstance(item, str) else item
+                    for item in (v if isinstance(v, list) else [v])
+                ]
+                for k, v in value.items()
+            }
         return value
 
     @field_validator("sounds")
@@ -167,8 +183,10 @@ class LibraryConfig(_Grid):
             names = [s.name for s in sounds]
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
-                raise ValueError(f"corner {corner} lists {', '.join(twice)} more than once; "
-                                 "each sound once per corner")
+                raise ValueError(
+                    f"corner {corner} lists {', '.join(twice)} more than once; "
+                    "each sound once per corner"
+                )
         return value
 
     @field_validator("pitches")
@@ -189,20 +207,25 @@ class LibraryConfig(_Grid):
         for corner, sounds in self.sounds.items():
             for sound in sounds:
                 if self.pitches is None and sound.files is not None:
-                    raise ValueError(f"sounds.{corner}: {sound.name} gives `files` per pitch, but "
-                                     "the library has no `pitches`; give `file` or add `pitches`")
+                    raise ValueError(
+                        f"sounds.{corner}: {sound.name} gives `files` per pitch, but "
+                        "the library has no `pitches`; give `file` or add `pitches`"
+                    )
                 if self.pitches is not None and sound.file is not None:
-                    raise ValueError(f"sounds.{corner}: {sound.name} gives one `file`, but the "
-                                     "library has `pitches`; give `files` {\"PITCH\": FILE, ...} "
-                                     "or follow the pattern")
+                    raise ValueError(
+                        f"sounds.{corner}: {sound.name} gives one `file`, but the "
+                        'library has `pitches`; give `files` {"PITCH": FILE, ...} '
+                        "or follow the pattern"
+                    )
         return self
 
 
 def is_library(data: dict) -> bool:
     """A space.json describes a library when it has pitches or a corner lists several sounds."""
     sounds = data.get("sounds")
-    return "pitches" in data or (isinstance(sounds, dict)
-                                 and any(isinstance(v, list) for v in sounds.values()))
+    return "pitches" in data or (
+        isinstance(sounds, dict) and any(isinstance(v, list) for v in sounds.values())
+    )
 
 
 class Models(_Strict):
@@ -213,6 +236,7 @@ class Models(_Strict):
 class PaperspaceConfig(_Strict):
     """Where and how decode jobs run on Paperspace (or a server speaking its Jobs API). The API
     key is never here: it comes from PAPERSPACE_API_KEY."""
+
     api_url: str = Field("https://api.paperspace.io", pattern=r"^https?://")
     logs_url: str | None = Field(None, pattern=r"^https?://")  # default: the official logs host,
     # or api_url itself for any other server (the stand-in serves both)
@@ -231,6 +255,7 @@ class PaperspaceConfig(_Strict):
 class RayConfig(_Strict):
     """A Ray cluster: `address` 'auto' (the cluster this machine belongs to), 'HOST:PORT',
     'ray://HOST:10001', or null for a local cluster started for the run."""
+
     address: str | None = None
     retries: int = Field(3, ge=0, le=50)  # reruns of a shard whose worker died
     scratch: str | None = None  # per-node folder for shards in progress (default: the temp folder)
@@ -251,8 +276,10 @@ class WorkflowConfig(_Strict):
     @model_validator(mode="after")
     def _backend_settings(self):
         if self.backend == "paperspace" and self.paperspace is None:
-            raise ValueError("backend paperspace needs a `paperspace` section (api_url, project_id, "
-                             "machine_type, container, storage_models)")
+            raise ValueError(
+                "backend paperspace needs a `paperspace` section (api_url, project_id, "
+                "machine_type, container, storage_models)"
+            )
         return self
 
 
@@ -264,12 +291,17 @@ def _describe(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown field (misspelt?)"
         elif item["type"] == "string_pattern_mismatch" and where == "name":
-            message = ("use letters, digits, '.', '_' or '-' (at most 100, starting with a letter "
-                       "or digit): it names the output folder")
+            message = (
+                "use letters, digits, '.', '_' or '-' (at most 100, starting with a letter "
+                "or digit): it names the output folder"
+            )
         elif item["type"] == "string_pattern_mismatch" and where == "device":
             message = "use cpu, cuda, cuda:N or auto"
-        got = "" if item["type"] in ("missing", "extra_forbidden") or "got" in message \
+        got = (
+            ""
+            if item["type"] in ("missing", "extra_forbidden") or "got" in message
             else f" (got {json.dumps(item.get('input'), default=str)[:60]})"
+        )
         lines.append(f"field {where}: {message}{got}")
     return "; ".join(lines)
 
@@ -280,8 +312,9 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise SoundspaceError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, "
-                              f"column {error.colno})") from None
+        raise SoundspaceError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise SoundspaceError(f"cannot read {path} ({error})") from None
     if not isinstance(data, dict):
@@ -294,8 +327,10 @@ def load_space(dataset) -> tuple[SpaceConfig | LibraryConfig, Path]:
     space names must be inside it (a library's files are found and checked by pipeline.library)."""
     folder = Path(dataset)
     if not folder.is_dir():
-        raise SoundspaceError(f"--dataset {folder} is not a folder; give a dataset folder holding "
-                              "space.json and its sounds (e.g. models/n-synth/dataset-test)")
+        raise SoundspaceError(
+            f"--dataset {folder} is not a folder; give a dataset folder holding "
+            "space.json and its sounds (e.g. models/n-synth/dataset-test)"
+        )
     path = folder / "space.json"
     data = _read_json(path, "space definition (space.json)")
     try:
@@ -308,9 +343,11 @@ def load_space(dataset) -> tuple[SpaceConfig | LibraryConfig, Path]:
         try:
             inside(folder, sound.file, "sound file")
         except SoundspaceError as error:
-            raise SoundspaceError(f"{path}: field sounds.{label}.file: {error}; put the sound in "
-                                  f"{folder} and name it relative to that folder (e.g. "
-                                  "bass.wav or sounds/bass.wav)") from None
+            raise SoundspaceError(
+                f"{path}: field sounds.{label}.file: {error}; put the sound in "
+                f"{folder} and name it relative to that folder (e.g. "
+                "bass.wav or sounds/bass.wav)"
+            ) from None
     return space, folder
 
 
@@ -328,10 +365,14 @@ def model_folder(workflow: WorkflowConfig, base: Path, which: str, workflow_path
     """The model folder a space asks for, with the way to get it when it is missing."""
     folder = base / getattr(workflow.models, which)
     if not (folder / "model.json").is_file():
-        how = ("get Magenta's wavenet-ckpt and convert it with `soundspace convert --checkpoint "
-               f"wavenet-ckpt/model.ckpt-200000 --out {getattr(workflow.models, which)}` (README: "
-               "Using the engine)" if which == "real" else
-               "train one with `soundspace train` or point it at models/n-synth/checkpoints/demo")
-        raise SoundspaceError(f"{workflow_path}: models.{which} = {folder} holds no model "
-                              f"(no model.json); {how}")
+        how = (
+            "get Magenta's wavenet-ckpt and convert it with `soundspace convert --checkpoint "
+            f"wavenet-ckpt/model.ckpt-200000 --out {getattr(workflow.models, which)}` (README: "
+            "Using the engine)"
+            if which == "real"
+            else "train one with `soundspace train` or point it at models/n-synth/checkpoints/demo"
+        )
+        raise SoundspaceError(
+            f"{workflow_path}: models.{which} = {folder} holds no model (no model.json); {how}"
+        )
     return folder

@@ -7,6 +7,7 @@ Every relative path read from a file, a server or a worker that this run did not
 under a temporary name unique to its writer and renamed, so two writers never share a temporary
 file and a file under its final name is always whole.
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,6 +20,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from . import SoundspaceError
 
@@ -37,8 +39,9 @@ def inside(root, relative, what: str = "path") -> Path:
     path = root.joinpath(*parts)
     resolved_root = root.resolve()
     if resolved_root != path.resolve() and resolved_root not in path.resolve().parents:
-        raise SoundspaceError(f"refusing {what} {relative!r}: it leads out of {root} "
-                              "(a symbolic link?)")
+        raise SoundspaceError(
+            f"refusing {what} {relative!r}: it leads out of {root} (a symbolic link?)"
+        )
     return path
 
 
@@ -126,10 +129,10 @@ _HINTS = {
     errno.EACCES: "make it writable for this user or choose another --output",
     errno.EPERM: "make it writable for this user or choose another --output",
     errno.ENOTDIR: "a part of this path is a file, not a folder: move that file away or choose "
-                   "another --output",
+    "another --output",
     errno.EISDIR: "a folder stands where a file should be: move that folder away",
     errno.EEXIST: "a file stands where a folder should be: move that file away or choose "
-                  "another --output",
+    "another --output",
     errno.ENAMETOOLONG: "choose a shorter --output",
 }
 
@@ -140,7 +143,7 @@ def describe(error: OSError, hint: bool = True) -> str:
     if error.filename2 is not None:
         where = f"{error.filename} -> {error.filename2}: "
     cause = error.strerror or str(error) or type(error).__name__
-    advice = _HINTS.get(error.errno) if hint else None
+    advice = _HINTS.get(error.errno) if hint and error.errno is not None else None
     return f"{where}{cause}" + (f"; {advice}" if advice else "")
 
 
@@ -148,7 +151,12 @@ def _names_a_live_process(line: str) -> bool:
     """Whether a lock file's line ("process PID on HOST (since ...)") may name a running process:
     false only for a process of this machine that has ended."""
     words = line.split()
-    if len(words) < 4 or words[0] != "process" or not words[1].isdigit() or words[3] != socket.gethostname():
+    if (
+        len(words) < 4
+        or words[0] != "process"
+        or not words[1].isdigit()
+        or words[3] != socket.gethostname()
+    ):
         return True
     try:
         os.kill(int(words[1]), 0)
@@ -165,7 +173,8 @@ class FolderLock:
     so a second run can say who it is waiting for."""
 
     def __init__(self, path: Path, what: str):
-        self.path, self.what, self.file, self.held = Path(path), what, None, False
+        self.path, self.what, self.held = Path(path), what, False
+        self.file: TextIO | None = None
 
     def holder(self, patience: float = 1.0) -> str:
         """Who holds the lock, as the holder wrote it. A holder writes its line just after it
@@ -185,23 +194,25 @@ class FolderLock:
                 return "another process"
             time.sleep(0.01)
 
-    def acquire(self, wait: bool = False, log=print) -> "FolderLock":
-        self.file = open(self.path, "a+")
+    def acquire(self, wait: bool = False, log=print) -> FolderLock:
+        self.file = file = open(self.path, "a+")
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
                 holder = self.holder()
                 self.release()
-                raise SoundspaceError(f"{self.what} is being written by {holder}; wait for that "
-                                      "run to end (or pass --wait to wait for it)") from None
+                raise SoundspaceError(
+                    f"{self.what} is being written by {holder}; wait for that "
+                    "run to end (or pass --wait to wait for it)"
+                ) from None
             log(f"waiting for {self.holder()} to finish with {self.what} ...")
-            fcntl.flock(self.file, fcntl.LOCK_EX)
-        self.file.seek(0)
-        self.file.truncate()
+            fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        file.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
-        self.file.flush()
+        file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        file.flush()
         self.held = True
         return self
 

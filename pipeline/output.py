@@ -15,6 +15,7 @@ temporary name and renamed, and the record only after its WAV, so a run killed a
 (even `kill -9`) leaves nothing a rerun or the manifest would take as done. A record's `file` must
 be the cell's own WAV name: a record is read back from disk, so it is not trusted to name a path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,10 @@ def cell_wav(space_dir: Path, name) -> Path:
     """The WAV of cell `name`, refusing any name that is not a cell's (`x00_y00`) or a library
     decode's (`d048-<16 hex>`): names come back from manifests, shard specs and workers."""
     if not isinstance(name, str) or not WORK_NAME.fullmatch(name):
-        raise SoundspaceError(f"refusing cell name {str(name)[:60]!r}: cells are named like "
-                              "x00_y00 (a library's decodes like d048-0123456789abcdef)")
+        raise SoundspaceError(
+            f"refusing cell name {str(name)[:60]!r}: cells are named like "
+            "x00_y00 (a library's decodes like d048-0123456789abcdef)"
+        )
     return inside(space_dir, f"{name}.wav", "cell file")
 
 
@@ -86,9 +89,13 @@ def write_cell(space_dir: Path, name: str, audio: np.ndarray, record: dict) -> d
     data = wav_bytes(audio)
     file = f"{name}.wav"
     atomic_write(cell_wav(space_dir, name), data)
-    record = {**record, "file": file, "samples": int(len(audio)),
-              "peak": round(float(np.abs(audio).max()), 6),
-              "sha256": hashlib.sha256(data).hexdigest()}
+    record = {
+        **record,
+        "file": file,
+        "samples": int(len(audio)),
+        "peak": round(float(np.abs(audio).max()), 6),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     path = record_path(space_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(record, indent=1).encode())
@@ -130,8 +137,9 @@ def remove_stale_cells(space_dir: Path, names: set) -> list[str]:
 
 
 def write_manifest(space_dir: Path, manifest: dict) -> None:
-    atomic_write(space_dir / MANIFEST, (json.dumps({"format": FORMAT, **manifest}, indent=1)
-                                        + "\n").encode())
+    atomic_write(
+        space_dir / MANIFEST, (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode()
+    )
 
 
 def write_embeddings(space_dir: Path, **arrays) -> None:

@@ -18,6 +18,7 @@ pad sharing a decode holds the very same bytes), else a copy. Either way deletin
 renamed, so a pad file under its final name is always whole. Editing a linked WAV in place
 changes it in every pad that shares it: save edits under another name.
 """
+
 from __future__ import annotations
 
 import errno
@@ -78,27 +79,52 @@ def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
             name = cell_file(pitch, cell.name)
             counts[place(store / decode.file, pad_dir / name)] += 1
             record = records[decode.name]
-            cells.append({"file": name, "pitch": pitch, "name": cell.name, "column": cell.xi,
-                          "row": cell.yi, "x": cell.x, "y": cell.y,
-                          "corner_weights": dict(zip(plan.config.labels, cell.weights)),
-                          "weights": dict(decode.mix), "seed": decode.seed,
-                          "decode": decode.name, "shared_by_cells": len(decode.cells),
-                          "sha256": record["sha256"], "samples": record["samples"],
-                          "peak": record["peak"]})
-    sounds = {label: _sound(plan, label, pad.sounds[i]) for i, label in enumerate(plan.config.labels)}
-    manifest = {"format": PAD_FORMAT, "library": plan.config.name, "pad": pad.name,
-                "sounds": sounds, "pitches": [p for p in plan.pitches if p is not None],
-                "resolution": plan.config.resolution, "weighting": plan.config.weighting,
-                "sample_rate": 16000, "cells": cells}
+            cells.append(
+                {
+                    "file": name,
+                    "pitch": pitch,
+                    "name": cell.name,
+                    "column": cell.xi,
+                    "row": cell.yi,
+                    "x": cell.x,
+                    "y": cell.y,
+                    "corner_weights": dict(zip(plan.config.labels, cell.weights, strict=True)),
+                    "weights": dict(decode.mix),
+                    "seed": decode.seed,
+                    "decode": decode.name,
+                    "shared_by_cells": len(decode.cells),
+                    "sha256": record["sha256"],
+                    "samples": record["samples"],
+                    "peak": record["peak"],
+                }
+            )
+    sounds = {
+        label: _sound(plan, label, pad.sounds[i]) for i, label in enumerate(plan.config.labels)
+    }
+    manifest = {
+        "format": PAD_FORMAT,
+        "library": plan.config.name,
+        "pad": pad.name,
+        "sounds": sounds,
+        "pitches": [p for p in plan.pitches if p is not None],
+        "resolution": plan.config.resolution,
+        "weighting": plan.config.weighting,
+        "sample_rate": 16000,
+        "cells": cells,
+    }
     atomic_write(pad_dir / PAD_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return counts
 
 
 def _sound(plan, label: str, name: str) -> dict:
     sound = next(s for s in plan.config.sounds[label] if s.name == name)
-    inputs = {str(p) if p is not None else "any": {"file": plan.inputs[(name, p)].file,
-                       "shift_semitones": plan.inputs[(name, p)].semitones}
-              for p in plan.pitches}
+    inputs = {
+        str(p) if p is not None else "any": {
+            "file": plan.inputs[(name, p)].file,
+            "shift_semitones": plan.inputs[(name, p)].semitones,
+        }
+        for p in plan.pitches
+    }
     return {"name": name, "label": sound.label, "inputs": inputs}
 
 
@@ -106,8 +132,10 @@ def remove_leftovers(library_dir: Path, pad_names) -> list[str]:
     """Temporary files a killed run left in the library's own files: its manifest and page at
     the top, and the pads' cells and pictures (the decodes' are the space folder's to clean)."""
     removed = []
-    for path in [*library_dir.glob(".*"), *(p for name in pad_names
-                                             for p in (library_dir / name).rglob(".*"))]:
+    for path in [
+        *library_dir.glob(".*"),
+        *(p for name in pad_names for p in (library_dir / name).rglob(".*")),
+    ]:
         if files.is_temp(path) and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(str(path.relative_to(library_dir)))
@@ -115,5 +143,7 @@ def remove_leftovers(library_dir: Path, pad_names) -> list[str]:
 
 
 def write_library_manifest(library_dir: Path, manifest: dict) -> None:
-    atomic_write(library_dir / LIBRARY_MANIFEST,
-                 (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode())
+    atomic_write(
+        library_dir / LIBRARY_MANIFEST,
+        (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode(),
+    )

@@ -12,19 +12,22 @@ encode, interpolate), plans (and refuses bad input before a file is written), sa
 bytes the rest of the run writes, saves its manifest, and writes what follows the decode (the
 space's embeddings and explorer; a library's pads and page).
 """
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from . import SoundspaceError, files, output
 from .config import load_workflow, model_folder
 from .files import megabytes
-from .shards import ShardSpec, plan as split
+from .shards import ShardSpec
+from .shards import plan as split
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Plan:
 @dataclass
 class Group:
     """Points decoded at one length, with their embeddings (one row per point)."""
+
     samples: int
     points: list[int]
     embeddings: np.ndarray
@@ -48,6 +52,7 @@ class Group:
 
 class Planner(Protocol):
     """What the run asks of a space or a library, stage by stage."""
+
     name: str
     workflow: object
     model: object
@@ -79,9 +84,11 @@ def setup(folder: Path, model_role: str, workflow_path, output_dir) -> tuple:
         raise SoundspaceError(f"output folder {root} exists and is not a folder")
     data, out = folder.resolve(), root.resolve()
     if out == data or data in out.parents:
-        raise SoundspaceError(f"the output folder {root} is inside the dataset folder {folder}, "
-                              "where the space's files could overwrite its sounds; choose an "
-                              "output folder outside it (--output or the workflow's output)")
+        raise SoundspaceError(
+            f"the output folder {root} is inside the dataset folder {folder}, "
+            "where the space's files could overwrite its sounds; choose an "
+            "output folder outside it (--output or the workflow's output)"
+        )
     return workflow, model_dir, root
 
 
@@ -96,17 +103,21 @@ def encoder(workflow, model_dir):
 def check_length(samples: int, model, where: Path) -> None:
     """A sound shorter than one frame of the model has no embedding."""
     if samples < model.config.hop:
-        raise SoundspaceError(f"{where}: the sounds are {samples} samples ({samples / 16000:g} s) "
-                              f"long, shorter than one frame of the model ({model.config.hop} "
-                              "samples); use a longer length")
+        raise SoundspaceError(
+            f"{where}: the sounds are {samples} samples ({samples / 16000:g} s) "
+            f"long, shorter than one frame of the model ({model.config.hop} "
+            "samples); use a longer length"
+        )
 
 
 def output_folder(root: Path, name: str, what: str) -> Path:
     """The folder a space or library is written into, refused when a file stands there."""
     folder = root / name
     if folder.exists() and not folder.is_dir():
-        raise SoundspaceError(f"{folder} is a file, where the {what}'s folder goes; move it away "
-                              "or choose another --output")
+        raise SoundspaceError(
+            f"{folder} is a file, where the {what}'s folder goes; move it away "
+            "or choose another --output"
+        )
     return folder
 
 
@@ -125,20 +136,41 @@ def tidy(store: Path, force: bool, names: set) -> None:
     output.remove_stale_cells(store, names)
 
 
-def shard_specs(name: str, model_dir: Path, model, role: str, workflow, postprocess: dict,
-                points: list[dict], groups: list[Group]) -> list[ShardSpec]:
+def shard_specs(
+    name: str,
+    model_dir: Path,
+    model,
+    role: str,
+    workflow,
+    postprocess: dict,
+    points: list[dict],
+    groups: list[Group],
+) -> list[ShardSpec]:
     """The shards of a plan: each group's points cut into shards of at most `shard_size`."""
-    model_spec = {"path": str(model_dir), "identity": model.identity, "hop": model.config.hop,
-                  "role": role}
-    specs = []
+    model_spec = {
+        "path": str(model_dir),
+        "identity": model.identity,
+        "hop": model.config.hop,
+        "role": role,
+    }
+    specs: list[ShardSpec] = []
     for group in groups:
         for part in split(len(group.points), workflow.shard_size):
-            specs.append(ShardSpec(space=name, index=len(specs), count=0, model=model_spec,
-                                   device=workflow.device, math=workflow.math,
-                                   decode_batch=workflow.decode_batch, samples=group.samples,
-                                   postprocess=postprocess,
-                                   points=[points[group.points[i]] for i in part],
-                                   embeddings=group.embeddings[part]))
+            specs.append(
+                ShardSpec(
+                    space=name,
+                    index=len(specs),
+                    count=0,
+                    model=model_spec,
+                    device=workflow.device,
+                    math=workflow.math,
+                    decode_batch=workflow.decode_batch,
+                    samples=group.samples,
+                    postprocess=postprocess,
+                    points=[points[group.points[i]] for i in part],
+                    embeddings=group.embeddings[part],
+                )
+            )
     for spec in specs:
         spec.count = len(specs)
     return specs
@@ -171,10 +203,13 @@ def check_writable(plan: Plan, needed: int) -> None:
         probe.unlink()
     for name in plan.files:
         if (plan.store / name).is_dir():
-            raise SoundspaceError(f"{plan.store / name} is a folder, where the run writes a file; "
-                                  "move it away")
+            raise SoundspaceError(
+                f"{plan.store / name} is a folder, where the run writes a file; move it away"
+            )
     free = shutil.disk_usage(plan.store).free
     if free < needed:
-        raise SoundspaceError(f"not enough free space for {plan.folder}: the run needs about "
-                              f"{megabytes(needed)} and {megabytes(free)} is free; free "
-                              f"{megabytes(needed - free)} or choose another --output")
+        raise SoundspaceError(
+            f"not enough free space for {plan.folder}: the run needs about "
+            f"{megabytes(needed)} and {megabytes(free)} is free; free "
+            f"{megabytes(needed - free)} or choose another --output"
+        )

@@ -6,11 +6,12 @@ length and the post-processing. Decodes are written into `.decodes/` exactly as 
 are (record, key, sha256, lock), so a killed run resumes the same way; shards hold decodes of
 one length (one pitch each). The pads are linked to the decodes at the end of every run.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +20,28 @@ from . import SoundspaceError, output, pads
 from .audio import SAMPLE_RATE
 from .explorer import library as explorer_library
 from .library import MAX_DECODES, plan_library
-from .plan import (Group, Plan, blocks, check_length, encoder, hold, output_folder,
-                   shard_specs, tidy)
+from .plan import Group, Plan, blocks, check_length, encoder, hold, output_folder, shard_specs, tidy
 from .space import interpolate
 
 ENCODE_BATCH = 8  # sounds encoded together (memory grows with it)
 
 
 class LibraryPlanner:
-    def __init__(self, space, folder: Path, workflow, model_dir: Path, root: Path, workflow_path,
-                 force: bool, yes: bool):
+    def __init__(
+        self,
+        space,
+        folder: Path,
+        workflow,
+        model_dir: Path,
+        root: Path,
+        workflow_path,
+        force: bool,
+        yes: bool,
+    ):
         self.space, self.folder, self.workflow, self.model_dir = space, folder, workflow, model_dir
         self.root, self.workflow_path, self.force, self.yes = root, workflow_path, force, yes
-        self.name, self.placed = space.name, {}
+        self.name = space.name
+        self.placed: dict[str, int] = {}  # how the pads' files were placed, counted
 
     def prepare(self, watch) -> None:
         folder = self.folder
@@ -44,7 +54,8 @@ class LibraryPlanner:
                     f"decodes ({cost['audio_hours']:,.1f} hours of audio: about "
                     f"{cost['cpu_hours']:,.0f} CPU hours or {cost['gpu_hours']:,.0f} GPU hours "
                     f"with Magenta's model), more than the {MAX_DECODES:,} made without --yes; "
-                    f"see `soundspace plan --dataset {folder}`, then pass --yes to make it")
+                    f"see `soundspace plan --dataset {folder}`, then pass --yes to make it"
+                )
         with watch("encode"):
             self.model = model = encoder(self.workflow, self.model_dir)
             check_length(min(library.samples.values()), model, folder / "space.json")
@@ -52,8 +63,9 @@ class LibraryPlanner:
             for pitch in library.pitches:
                 keys = sorted(k for k in library.audio if k[1] == pitch)
                 for b in range(0, len(keys), ENCODE_BATCH):
-                    batch = keys[b:b + ENCODE_BATCH]
-                    for key, z in zip(batch, model.encode(np.stack([library.audio[k] for k in batch]))):
+                    batch = keys[b : b + ENCODE_BATCH]
+                    zs = model.encode(np.stack([library.audio[k] for k in batch]))
+                    for key, z in zip(batch, zs, strict=True):
                         encodings[key] = z
         with watch("interpolate"):
             self.at = {pitch: library.decodes_at(pitch) for pitch in library.pitches}
@@ -71,30 +83,58 @@ class LibraryPlanner:
         library, space = self.library, self.space
         post = space.postprocess.model_dump()
         digests = {k: hashlib.sha256(a.tobytes()).hexdigest() for k, a in library.audio.items()}
-        points = [{"seed": d.seed, "cells": [d.name], "key": output.cell_key({
-            "model": self.model.identity, "pitch": d.pitch, "mix": d.mix, "seed": d.seed,
-            "inputs": {s: digests[(s, d.pitch)] for s, _ in d.mix},
-            "samples": library.samples[d.pitch], "postprocess": post})} for d in library.decodes]
+        points = [
+            {
+                "seed": d.seed,
+                "cells": [d.name],
+                "key": output.cell_key(
+                    {
+                        "model": self.model.identity,
+                        "pitch": d.pitch,
+                        "mix": d.mix,
+                        "seed": d.seed,
+                        "inputs": {s: digests[(s, d.pitch)] for s, _ in d.mix},
+                        "samples": library.samples[d.pitch],
+                        "postprocess": post,
+                    }
+                ),
+            }
+            for d in library.decodes
+        ]
         self.library_dir = output_folder(self.root, space.name, "library")
         store = self.library_dir / pads.DECODES
         hold(store, locks, wait, log)
-        self.sounds_sha256 = {f"{s}@{p}": digests[(s, p)] for s, p in sorted(
-            digests, key=lambda k: (k[0], -1 if k[1] is None else k[1]))}
+        self.sounds_sha256 = {
+            f"{s}@{p}": digests[(s, p)]
+            for s, p in sorted(digests, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+        }
         self._check_same_library()
         tidy(store, self.force, {d.name for d in library.decodes})
         pads.remove_leftovers(self.library_dir, [pad.name for pad in library.pads])
         # a shard's sounds share one length: one group per pitch
-        groups = [Group(library.samples[pitch], self.at[pitch], self.embeddings[pitch])
-                  for pitch in library.pitches]
-        specs = shard_specs(space.name, self.model_dir, self.model, space.model, self.workflow,
-                            post, points, groups)
+        groups = [
+            Group(library.samples[pitch], self.at[pitch], self.embeddings[pitch])
+            for pitch in library.pitches
+        ]
+        specs = shard_specs(
+            space.name, self.model_dir, self.model, space.model, self.workflow, post, points, groups
+        )
         for name in [pads.LIBRARY_MANIFEST] + [pad.name for pad in library.pads]:
             path = self.library_dir / name
             if path.exists() and path.is_dir() != (name != pads.LIBRARY_MANIFEST):
-                raise SoundspaceError(f"{path} is a {'folder' if path.is_dir() else 'file'}, "
-                                      "where the library writes the other; move it away")
-        return Plan(space.name, self.library_dir, store, points, specs,
-                    [d.file for d in library.decodes], output.WRITTEN_FOLDERS[:2])
+                raise SoundspaceError(
+                    f"{path} is a {'folder' if path.is_dir() else 'file'}, "
+                    "where the library writes the other; move it away"
+                )
+        return Plan(
+            space.name,
+            self.library_dir,
+            store,
+            points,
+            specs,
+            [d.file for d in library.decodes],
+            output.WRITTEN_FOLDERS[:2],
+        )
 
     def _check_same_library(self) -> None:
         """A library folder made from other sounds, none in common, belongs to another dataset:
@@ -107,10 +147,12 @@ class LibraryPlanner:
             return
         shared = any(old_sounds.get(key) == digest for key, digest in self.sounds_sha256.items())
         if not self.force and old_sounds and not shared:
-            raise SoundspaceError(f"{self.library_dir} holds a library made from other sounds "
-                                  f"(dataset {made_from}); give this library another name in "
-                                  f"{self.folder / 'space.json'}, another --output, or --force to "
-                                  "replace it")
+            raise SoundspaceError(
+                f"{self.library_dir} holds a library made from other sounds "
+                f"(dataset {made_from}); give this library another name in "
+                f"{self.folder / 'space.json'}, another --output, or --force to "
+                "replace it"
+            )
 
     def missing(self, records: dict) -> dict:
         left = sum(d.name not in records for d in self.library.decodes)
@@ -130,30 +172,47 @@ class LibraryPlanner:
 
     def save_manifest(self, status: str, missing: dict, records: dict, progress: dict) -> None:
         library, model = self.library, self.model
-        pads.write_library_manifest(self.library_dir, {
-            "status": status,
-            "missing": missing,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "library": self.space.model_dump(),
-            "dataset": str(self.folder.resolve()),
-            "workflow": self.workflow.model_dump(),
-            "workflow_file": str(Path(self.workflow_path).resolve()),
-            "model": {"identity": model.identity, "folder": str(self.model_dir),
-                      "config": model.config.to_dict(), "device": str(model.device)},
-            "sample_rate": SAMPLE_RATE,
-            "pads": [{"name": pad.name, "sounds": dict(zip(self.space.labels, pad.sounds)),
-                      "folder": pad.name} for pad in library.pads],
-            "counts": {"pads": len(library.pads), "pitches": len(library.pitches),
-                       "cells_per_pad": len(library.grid) * len(library.pitches),
-                       "cells": library.cells_total, "decodes": len(library.decodes),
-                       "decodes_finished": len(records),
-                       "decoded_by_this_run": progress["decoded"]},
-            "pad_files": self.placed,
-            "cost": library.cost(),
-            "sounds_sha256": self.sounds_sha256,
-            "timings_seconds": progress["timings_seconds"],
-            "decode_breakdown_seconds": progress["decode_breakdown_seconds"],
-        })
+        pads.write_library_manifest(
+            self.library_dir,
+            {
+                "status": status,
+                "missing": missing,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "library": self.space.model_dump(),
+                "dataset": str(self.folder.resolve()),
+                "workflow": self.workflow.model_dump(),
+                "workflow_file": str(Path(self.workflow_path).resolve()),
+                "model": {
+                    "identity": model.identity,
+                    "folder": str(self.model_dir),
+                    "config": model.config.to_dict(),
+                    "device": str(model.device),
+                },
+                "sample_rate": SAMPLE_RATE,
+                "pads": [
+                    {
+                        "name": pad.name,
+                        "sounds": dict(zip(self.space.labels, pad.sounds, strict=True)),
+                        "folder": pad.name,
+                    }
+                    for pad in library.pads
+                ],
+                "counts": {
+                    "pads": len(library.pads),
+                    "pitches": len(library.pitches),
+                    "cells_per_pad": len(library.grid) * len(library.pitches),
+                    "cells": library.cells_total,
+                    "decodes": len(library.decodes),
+                    "decodes_finished": len(records),
+                    "decoded_by_this_run": progress["decoded"],
+                },
+                "pad_files": self.placed,
+                "cost": library.cost(),
+                "sounds_sha256": self.sounds_sha256,
+                "timings_seconds": progress["timings_seconds"],
+                "decode_breakdown_seconds": progress["decode_breakdown_seconds"],
+            },
+        )
 
     def write(self, records: dict) -> None:
         placed = {"link": 0, "copy": 0}

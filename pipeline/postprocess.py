@@ -12,6 +12,7 @@ level the model gives it. Every chain returns exactly `samples` samples in [-1, 
   crop or zero-pad to the length, 8-sample linear fades.
 - `none`: the samples as decoded, zero-padded (or cut) to the length.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ from .audio import SAMPLE_RATE
 
 def _fit(audio: np.ndarray, samples: int) -> np.ndarray:
     out = np.zeros(samples, np.float32)
-    out[:min(samples, len(audio))] = audio[:samples]
+    out[: min(samples, len(audio))] = audio[:samples]
     return out
 
 
@@ -30,7 +31,7 @@ def _fade(audio: np.ndarray, length: int) -> np.ndarray:
     if length > 0:
         ramp = np.arange(length, dtype=np.float32) / np.float32(length)
         audio[:length] *= ramp
-        audio[len(audio) - length:] *= ramp[::-1]
+        audio[len(audio) - length :] *= ramp[::-1]
     return audio
 
 
@@ -58,7 +59,7 @@ def default_chain(audio: np.ndarray, samples: int, peak_dbfs: float, fade_ms: fl
 def open_nsynth_super_chain(audio: np.ndarray, samples: int) -> np.ndarray:
     audio = _normalise(declick(audio.astype(np.float32)), -12.0)
     loud = np.flatnonzero(np.abs(audio) > 0.1 * np.abs(audio).max()) if audio.any() else [0]
-    audio = _fit(audio[max(0, int(loud[0]) - 16):], samples)
+    audio = _fit(audio[max(0, int(loud[0]) - 16) :], samples)
     return _fade(audio, 8)
 
 

@@ -14,6 +14,7 @@ reads its own WAVs back, and it writes the manifest at the stage ends (`running`
 `incomplete` or `complete` at the end), never once per shard. The manifest says `complete` only
 when every decode, the pads of a library and the page are written; otherwise what is missing.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,7 +29,7 @@ from . import SoundspaceError, files
 from .backends import backend_for
 from .config import LibraryConfig, load_space
 from .files import megabytes
-from .plan import check_writable, finished_records, setup
+from .plan import Planner, check_writable, finished_records, setup
 from .plan_library import LibraryPlanner
 from .plan_space import SpacePlanner
 
@@ -41,7 +42,8 @@ class RunResult:
     decoded: int  # points decoded by this run (the others were already done)
     shards: int
     seconds: dict = field(default_factory=dict)  # wall time per stage
-    inside_decode: dict = field(default_factory=dict)  # summed over shards: decode, post-process, write
+    # summed over shards: decode, post-process, write
+    inside_decode: dict = field(default_factory=dict)
     pads: int = 0  # a library's pads and pitches (0 for a space)
     pitches: int = 0
 
@@ -64,19 +66,24 @@ class Stopwatch:
 class Run:
     """One dataset (a space or a library) through the stages. Opening it runs everything up to
     the plan (and refuses bad input before anything is written); `plan` takes the lock and checks
-    the disk; the decode of every run of a command is shared (`decode`); `finish` writes the rest."""
+    the disk; the decode of every run of a command is shared (`decode`); `finish` writes the
+    rest."""
 
     def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool):
-        self.watch, self.inside_decode, self.decoded = Stopwatch(), {}, 0
+        self.watch, self.decoded = Stopwatch(), 0
+        self.inside_decode: dict[str, float] = {}  # summed over shards: decode, post-process, write
         with self.watch("configuration"):
             space, folder = load_space(dataset)
             workflow, model_dir, root = setup(folder, space.model, workflow_path, output_dir)
+        self.planner: Planner
         if isinstance(space, LibraryConfig):
-            self.planner = LibraryPlanner(space, folder, workflow, model_dir, root, workflow_path,
-                                          force, yes)
+            self.planner = LibraryPlanner(
+                space, folder, workflow, model_dir, root, workflow_path, force, yes
+            )
         else:
-            self.planner = SpacePlanner(space, folder, workflow, model_dir, root, workflow_path,
-                                        force)
+            self.planner = SpacePlanner(
+                space, folder, workflow, model_dir, root, workflow_path, force
+            )
         self.name, self.workflow = space.name, workflow
         self.planner.prepare(self.watch)
 
@@ -84,21 +91,30 @@ class Run:
         with self.watch("plan"):
             self.plan_ = plan = self.planner.plan(locks, wait, log, pictures)
             self.records = finished_records(plan.store, plan.points)
-            self.todo = {spec.index: [i for i, point in enumerate(spec.points)
-                                      if any(name not in self.records for name in point["cells"])]
-                         for spec in plan.shards}
+            self.todo = {
+                spec.index: [
+                    i
+                    for i, point in enumerate(spec.points)
+                    if any(name not in self.records for name in point["cells"])
+                ]
+                for spec in plan.shards
+            }
             check_writable(plan, self.bytes_left(pictures))
         self.save("running")
 
     def tasks(self) -> list:
         """(shard with only its points left to make, store) for every shard with work left."""
-        return [(spec.only(self.todo[spec.index]), self.plan_.store)
-                for spec in self.plan_.shards if self.todo[spec.index]]
+        return [
+            (spec.only(self.todo[spec.index]), self.plan_.store)
+            for spec in self.plan_.shards
+            if self.todo[spec.index]
+        ]
 
     def left(self) -> int:
         """Decodes not finished."""
-        return sum(any(name not in self.records for name in point["cells"])
-                   for point in self.plan_.points)
+        return sum(
+            any(name not in self.records for name in point["cells"]) for point in self.plan_.points
+        )
 
     def bytes_left(self, pictures: bool) -> int:
         return self.planner.bytes_left(self.records, pictures)
@@ -111,10 +127,16 @@ class Run:
         self.records.update(result["records"])
 
     def save(self, status: str, missing: dict | None = None) -> None:
-        self.planner.save_manifest(status, missing or {}, self.records, {
-            "decoded": self.decoded,
-            "timings_seconds": {k: round(v, 3) for k, v in self.watch.seconds.items()},
-            "decode_breakdown_seconds": {k: round(v, 3) for k, v in self.inside_decode.items()}})
+        self.planner.save_manifest(
+            status,
+            missing or {},
+            self.records,
+            {
+                "decoded": self.decoded,
+                "timings_seconds": {k: round(v, 3) for k, v in self.watch.seconds.items()},
+                "decode_breakdown_seconds": {k: round(v, 3) for k, v in self.inside_decode.items()},
+            },
+        )
 
     def save_unfinished(self) -> int:
         """Save the manifest as `incomplete`, saying what is missing; returns the decodes left."""
@@ -127,9 +149,11 @@ class Run:
             left = self.save_unfinished()
             if left:
                 names = [n for p in self.plan_.points for n in p["cells"] if n not in self.records]
-                raise SoundspaceError(f"{folder}: {left} decode(s) are not finished "
-                                      f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''});"
-                                      " run the command again")
+                raise SoundspaceError(
+                    f"{folder}: {left} decode(s) are not finished "
+                    f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''});"
+                    " run the command again"
+                )
             self.planner.write(self.records)
             self.save_unfinished()  # now lacking only its page
         with self.watch("explore"):
@@ -142,9 +166,17 @@ class Run:
                                       f"{folder}` (or generate again)") from None
         self.save("complete")
         cells, pads, pitches = self.planner.counts()
-        return RunResult(folder, cells, len(self.plan_.points), self.decoded,
-                         len(self.plan_.shards), self.watch.seconds, self.inside_decode,
-                         pads=pads, pitches=pitches)
+        return RunResult(
+            folder,
+            cells,
+            len(self.plan_.points),
+            self.decoded,
+            len(self.plan_.shards),
+            self.watch.seconds,
+            self.inside_decode,
+            pads=pads,
+            pitches=pitches,
+        )
 
 
 def dataset_folders(paths) -> list[Path]:
@@ -157,23 +189,35 @@ def dataset_folders(paths) -> list[Path]:
             continue
         inside = sorted(p for p in path.iterdir() if (p / "space.json").is_file())
         if not inside:
-            raise SoundspaceError(f"--dataset {path} holds no space.json, and no sub-folder does; "
-                                  "give a dataset folder (space.json and its sounds) or a folder of them")
+            raise SoundspaceError(
+                f"--dataset {path} holds no space.json, and no sub-folder does; "
+                "give a dataset folder (space.json and its sounds) or a folder of them"
+            )
         found += inside
     return found
 
 
-def generate_spaces(datasets, workflow_path, force: bool = False, output_dir=None,
-                    progress: bool = True, log=print, pictures: bool = True,
-                    wait: bool = False, yes: bool = False) -> list[RunResult]:
+def generate_spaces(
+    datasets,
+    workflow_path,
+    force: bool = False,
+    output_dir=None,
+    progress: bool = True,
+    log=print,
+    pictures: bool = True,
+    wait: bool = False,
+    yes: bool = False,
+) -> list[RunResult]:
     """Make (or complete) several spaces or libraries; all their shards go to the backend
     together, so a cluster stays busy. `wait`: wait for another run holding one of them, instead
     of refusing; `yes`: accept a library of more than library.MAX_DECODES decodes."""
     runs = [Run(d, workflow_path, force, output_dir, yes) for d in dataset_folders(datasets)]
     names = [run.name for run in runs]
     if len(set(names)) < len(names):
-        raise SoundspaceError(f"two datasets define the same space name ({', '.join(names)}); "
-                              "their spaces would share a folder: rename one")
+        raise SoundspaceError(
+            f"two datasets define the same space name ({', '.join(names)}); "
+            "their spaces would share a folder: rename one"
+        )
     with ExitStack() as locks:
         for run in runs:
             run.plan(locks, wait, pictures, log)
@@ -208,8 +252,15 @@ def _decode(runs: list[Run], progress: bool) -> float:
     if tasks:
         total = sum(len(spec.points) * spec.decoded_samples for (spec, _), _ in tasks)
         left = sum(run.left() for run in runs)
-        with tqdm(total=total, unit="sample", unit_scale=True, smoothing=0.05,
-                  desc=f"decoding {left} sound(s)", disable=not progress, file=sys.stderr) as bar:
+        with tqdm(
+            total=total,
+            unit="sample",
+            unit_scale=True,
+            smoothing=0.05,
+            desc=f"decoding {left} sound(s)",
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar:
             backend = backend_for(runs[0].workflow)
             for i, result in backend.run([task for task, _ in tasks], bar.update):
                 tasks[i][1].shard_done(result)
@@ -228,9 +279,11 @@ def _disk_full(error: OSError, runs: list[Run], pictures: bool) -> str:
         left += run.left()
         needed += run.bytes_left(pictures)
     free = shutil.disk_usage(runs[0].plan_.store).free
-    return (f"{files.describe(error, hint=False)}: the disk filled up; {done} finished cell(s) "
-            f"are kept, and the {left} left need about {megabytes(needed)} ({megabytes(free)} is "
-            f"free): free at least {megabytes(max(needed - free, 0))} and run the same command again")
+    return (
+        f"{files.describe(error, hint=False)}: the disk filled up; {done} finished cell(s) "
+        f"are kept, and the {left} left need about {megabytes(needed)} ({megabytes(free)} is "
+        f"free): free at least {megabytes(max(needed - free, 0))} and run the same command again"
+    )
 
 
 def summary(result: RunResult) -> str:
@@ -239,16 +292,22 @@ def summary(result: RunResult) -> str:
     for stage, seconds in result.seconds.items():
         lines.append(f"{stage:<28}{seconds:>9.2f}")
         if stage == "decode":
-            lines += [f"{'  in shards: ' + part:<28}{value:>9.2f}"
-                      for part, value in result.inside_decode.items()]
+            lines += [
+                f"{'  in shards: ' + part:<28}{value:>9.2f}"
+                for part, value in result.inside_decode.items()
+            ]
     lines.append(f"{'total':<28}{sum(result.seconds.values()):>9.2f}")
     done_before = result.points - result.decoded
     if result.pads:
-        lines.append(f"{result.cells:,} cell(s): {result.pads} pad(s) x {result.pitches} "
-                     f"pitch(es); {result.points:,} distinct decode(s) in {result.shards} shard(s)")
+        lines.append(
+            f"{result.cells:,} cell(s): {result.pads} pad(s) x {result.pitches} "
+            f"pitch(es); {result.points:,} distinct decode(s) in {result.shards} shard(s)"
+        )
     else:
         lines.append(f"{result.cells} cell(s) in {result.shards} shard(s)")
-    lines[-1] += (f"; decoded {result.decoded} distinct sound(s) now, {done_before} were already "
-                  "done" + (" (--force regenerates)" if result.decoded == 0 else ""))
+    lines[-1] += (
+        f"; decoded {result.decoded} distinct sound(s) now, {done_before} were already "
+        "done" + (" (--force regenerates)" if result.decoded == 0 else "")
+    )
     lines.append(f"wrote {result.space_dir}/")
     return "\n".join(lines)

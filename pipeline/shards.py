@@ -13,6 +13,7 @@ shard or backend that decoded it. Bit-identical audio also needs the same batch 
 math library and device (matrix-product rounding can depend on the batch); a full run always
 decodes the same batches, while a resumed run decodes only the missing points together.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -52,11 +53,16 @@ class ShardSpec:
         """Samples the decoder draws per point (whole frames of the hop)."""
         return self.embeddings.shape[1] * self.model["hop"]
 
-    def only(self, indices) -> "ShardSpec":
+    def only(self, indices) -> ShardSpec:
         """The same shard reduced to some of its points (what a retry still has to make)."""
         indices = list(indices)
-        return ShardSpec(**{**asdict(self), "points": [self.points[i] for i in indices],
-                            "embeddings": self.embeddings[indices]})
+        return ShardSpec(
+            **{
+                **asdict(self),
+                "points": [self.points[i] for i in indices],
+                "embeddings": self.embeddings[indices],
+            }
+        )
 
     def save(self, folder) -> Path:
         """Plain files that travel anywhere: shard.json and embeddings.npy."""
@@ -69,24 +75,33 @@ class ShardSpec:
         return folder
 
     @classmethod
-    def load(cls, folder) -> "ShardSpec":
+    def load(cls, folder) -> ShardSpec:
         folder = Path(folder)
         try:
             fields = json.loads((folder / SPEC_FILE).read_text())
             embeddings = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
             spec = cls(**fields, embeddings=embeddings)
         except (OSError, ValueError, TypeError) as error:
-            raise SoundspaceError(f"{folder} is not a shard spec ({SPEC_FILE} + {EMBEDDINGS_FILE}): "
-                                  f"{error}") from None
+            raise SoundspaceError(
+                f"{folder} is not a shard spec ({SPEC_FILE} + {EMBEDDINGS_FILE}): {error}"
+            ) from None
         if len(spec.points) != len(embeddings):
-            raise SoundspaceError(f"{folder}: {len(spec.points)} points but {len(embeddings)} embeddings")
+            raise SoundspaceError(
+                f"{folder}: {len(spec.points)} points but {len(embeddings)} embeddings"
+            )
         for point in spec.points:  # a spec travels: its cell names become file names
-            if not (isinstance(point, dict) and isinstance(point.get("cells"), list)
-                    and point["cells"] and isinstance(point.get("key"), str)
-                    and all(isinstance(n, str) and WORK_NAME.fullmatch(n) for n in point["cells"])):
-                raise SoundspaceError(f"{folder / SPEC_FILE}: refusing point {json.dumps(point)[:80]}: "
-                                      "each point needs a key and cells named like x00_y00 "
-                                      "(or decodes like d048-0123456789abcdef)")
+            if not (
+                isinstance(point, dict)
+                and isinstance(point.get("cells"), list)
+                and point["cells"]
+                and isinstance(point.get("key"), str)
+                and all(isinstance(n, str) and WORK_NAME.fullmatch(n) for n in point["cells"])
+            ):
+                raise SoundspaceError(
+                    f"{folder / SPEC_FILE}: refusing point {json.dumps(point)[:80]}: "
+                    "each point needs a key and cells named like x00_y00 "
+                    "(or decodes like d048-0123456789abcdef)"
+                )
         return spec
 
 
@@ -113,6 +128,7 @@ def locate_model(path) -> Path:
     if (path / "model.json").is_file():
         return path
     if path.is_file() and zipfile.is_zipfile(path):
+
         def unpack(tmp: Path) -> None:
             with zipfile.ZipFile(path) as archive:
                 for name in archive.namelist():  # a folder entry ends with "/"
@@ -123,9 +139,13 @@ def locate_model(path) -> Path:
         found = [p.parent for p in target.rglob("model.json")]
         if len(found) == 1:
             return found[0]
-        raise SoundspaceError(f"{path} should hold one model folder (model.json + weights), found {len(found)}")
-    raise SoundspaceError(f"no model at {path}: put the converted model folder (or a zip of it) "
-                          "there; on Paperspace, upload it to your team's /storage")
+        raise SoundspaceError(
+            f"{path} should hold one model folder (model.json + weights), found {len(found)}"
+        )
+    raise SoundspaceError(
+        f"no model at {path}: put the converted model folder (or a zip of it) "
+        "there; on Paperspace, upload it to your team's /storage"
+    )
 
 
 def plan(point_count: int, shard_size: int) -> list[np.ndarray]:
@@ -160,28 +180,35 @@ def _model(spec: ShardSpec):
         _MODELS[cache_key] = NSynth.load(spec.model["path"], device=spec.device)
     model = _MODELS[cache_key]
     if model.identity != spec.model["identity"]:
-        raise SoundspaceError(f"the model at {spec.model['path']} is {model.identity[:12]}, the "
-                              f"shard was planned for {spec.model['identity'][:12]}")
+        raise SoundspaceError(
+            f"the model at {spec.model['path']} is {model.identity[:12]}, the "
+            f"shard was planned for {spec.model['identity'][:12]}"
+        )
     return model
 
 
 def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None = None) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
     number of points decoded and the records of the shard's finished cells (the run keeps them:
-    it never reads its own files back); `progress(samples)` is told the decoder's progress. `made_on`
-    (which machine made the cells, e.g. a Ray node's address) goes into each cell's record."""
+    it never reads its own files back); `progress(samples)` is told the decoder's progress.
+    `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
+    record."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     if not todo:
         return {"seconds": seconds, "decoded": 0, "records": records}
     model = _model(spec)
     for b0 in range(0, len(todo), spec.decode_batch):
-        batch = todo[b0:b0 + spec.decode_batch]
+        batch = todo[b0 : b0 + spec.decode_batch]
         start = time.perf_counter()
-        audio = model.generate(spec.embeddings[batch], seed=[spec.points[i]["seed"] for i in batch],
-                               progress=progress or False, math=spec.math)
+        audio = model.generate(
+            spec.embeddings[batch],
+            seed=[spec.points[i]["seed"] for i in batch],
+            progress=progress or False,
+            math=spec.math,
+        )
         seconds["decode"] += time.perf_counter() - start
-        for i, sound in zip(batch, audio):
+        for i, sound in zip(batch, audio, strict=True):
             start = time.perf_counter()
             finished = postprocess.process(sound, spec.samples, spec.postprocess)
             seconds["post-process"] += time.perf_counter() - start
@@ -189,9 +216,17 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
             point = spec.points[i]
             for name in point["cells"]:
                 records[name] = output.write_cell(
-                    space_dir, name, finished,
-                    {"key": point["key"], "seed": point["seed"], "decoded_with": point["cells"][0],
-                     "model": spec.model["identity"], **({"made_on": made_on} if made_on else {})})
+                    space_dir,
+                    name,
+                    finished,
+                    {
+                        "key": point["key"],
+                        "seed": point["seed"],
+                        "decoded_with": point["cells"][0],
+                        "model": spec.model["identity"],
+                        **({"made_on": made_on} if made_on else {}),
+                    },
+                )
             seconds["write"] += time.perf_counter() - start
     return {"seconds": seconds, "decoded": len(todo), "records": records}
 
@@ -215,16 +250,25 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         nonlocal done, next_report
         done += samples
         if total and done / total >= next_report:
-            log(f"shard {spec.index + 1}/{spec.count}: {100 * done / total:.0f}% of {total:,} samples")
+            share = f"{100 * done / total:.0f}%"
+            log(f"shard {spec.index + 1}/{spec.count}: {share} of {total:,} samples")
             next_report += 0.1
 
-    log(f"shard {spec.index + 1}/{spec.count} of {spec.space}: {len(spec.points)} point(s), "
-        f"{total // max(spec.decoded_samples, 1)} to decode")
+    log(
+        f"shard {spec.index + 1}/{spec.count} of {spec.space}: {len(spec.points)} point(s), "
+        f"{total // max(spec.decoded_samples, 1)} to decode"
+    )
     result = render_shard(spec, out, progress=report)
     records = result.pop("records")
     cells = {name: records.get(name) for point in spec.points for name in point["cells"]}
-    manifest = {"space": spec.space, "shard": spec.index, "count": spec.count,
-                "model": spec.model["identity"], "cells": cells, **result}
+    manifest = {
+        "space": spec.space,
+        "shard": spec.index,
+        "count": spec.count,
+        "model": spec.model["identity"],
+        "cells": cells,
+        **result,
+    }
     output.atomic_write(out / SHARD_MANIFEST, json.dumps(manifest, indent=1).encode())
     missing = [name for name, record in cells.items() if record is None]
     if missing:

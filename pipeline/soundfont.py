@@ -11,6 +11,7 @@ byte-identical files on every run (scripts/make-datasets relies on it).
 The soundfont's preset table is read first, so that a preset it lacks is refused by name (with
 the presets it has) instead of rendering silence.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -38,8 +39,10 @@ def presets(soundfont) -> dict[tuple[int, int], str]:
         with open(path, "rb") as f:
             head = f.read(12)
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
-                raise SoundspaceError(f"{path} is not a SoundFont 2 file (.sf2); give an .sf2 "
-                                      "soundfont (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2)")
+                raise SoundspaceError(
+                    f"{path} is not a SoundFont 2 file (.sf2); give an .sf2 "
+                    "soundfont (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2)"
+                )
             end = 8 + struct.unpack("<I", head[4:8])[0]
             while f.tell() + 12 <= end:
                 kind, size = struct.unpack("<4sI", f.read(8))
@@ -56,16 +59,22 @@ def presets(soundfont) -> dict[tuple[int, int], str]:
                     return found
                 f.seek(size + (size & 1), 1)
     except OSError as error:
-        raise SoundspaceError(f"cannot read the soundfont {path} ({error.strerror or error})") from None
+        raise SoundspaceError(
+            f"cannot read the soundfont {path} ({error.strerror or error})"
+        ) from None
     except struct.error:
         pass
-    raise SoundspaceError(f"{path} holds no preset table (phdr chunk): a damaged or truncated "
-                          "SoundFont 2 file")
+    raise SoundspaceError(
+        f"{path} holds no preset table (phdr chunk): a damaged or truncated SoundFont 2 file"
+    )
 
 
-def midi_file(program: int, bank: int, note: int, seconds: float, velocity: int = VELOCITY) -> bytes:
+def midi_file(
+    program: int, bank: int, note: int, seconds: float, velocity: int = VELOCITY
+) -> bytes:
     """A format-0 Standard MIDI File: bank select, program change, the note held for 3/4 of
     `seconds`, released, and the end of the track at `seconds`."""
+
     def var_len(value: int) -> bytes:
         out = [value & 0x7F]
         while value > 0x7F:
@@ -75,36 +84,78 @@ def midi_file(program: int, bank: int, note: int, seconds: float, velocity: int 
 
     hold, total = round(seconds * 0.75 * 960), round(seconds * 960)
     bank_select = var_len(0) + bytes([0xB0, 0, bank]) if bank else b""
-    events = (bank_select + var_len(0) + bytes([0xC0, program]) + var_len(0)
-              + bytes([0x90, note, velocity]) + var_len(hold) + bytes([0x80, note, 0])
-              + var_len(total - hold) + b"\xff\x2f\x00")
-    return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS)
-            + b"MTrk" + struct.pack(">I", len(events)) + events)
+    events = (
+        bank_select
+        + var_len(0)
+        + bytes([0xC0, program])
+        + var_len(0)
+        + bytes([0x90, note, velocity])
+        + var_len(hold)
+        + bytes([0x80, note, 0])
+        + var_len(total - hold)
+        + b"\xff\x2f\x00"
+    )
+    return (
+        b"MThd"
+        + struct.pack(">IHHH", 6, 0, 1, TICKS)
+        + b"MTrk"
+        + struct.pack(">I", len(events))
+        + events
+    )
 
 
-def render_note(soundfont, program: int, bank: int, note: int, seconds: float,
-                velocity: int = VELOCITY) -> np.ndarray:
+def render_note(
+    soundfont, program: int, bank: int, note: int, seconds: float, velocity: int = VELOCITY
+) -> np.ndarray:
     """One note as float32 mono at 16 kHz, `seconds` long, peak-normalised to PEAK."""
     import soundfile
 
     if not shutil.which("fluidsynth"):
-        raise SoundspaceError("FluidSynth is not installed; install it with "
-                              "scripts/install-system-deps (Debian: apt install fluidsynth)")
+        raise SoundspaceError(
+            "FluidSynth is not installed; install it with "
+            "scripts/install-system-deps (Debian: apt install fluidsynth)"
+        )
     with tempfile.TemporaryDirectory(prefix="soundspace-note-") as tmp:
         midi, wav = Path(tmp) / "note.mid", Path(tmp) / "note.wav"
         midi.write_bytes(midi_file(program, bank, note, seconds, velocity))
         try:
-            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "1.0",
-                            "-r", str(SAMPLE_RATE), "-F", str(wav), "-T", "wav", "-O", "s16",
-                            str(soundfont), str(midi)],
-                           check=True, capture_output=True, timeout=RENDER_TIMEOUT)
+            subprocess.run(
+                [
+                    "fluidsynth",
+                    "-ni",
+                    "-q",
+                    "-R",
+                    "0",
+                    "-C",
+                    "0",
+                    "-g",
+                    "1.0",
+                    "-r",
+                    str(SAMPLE_RATE),
+                    "-F",
+                    str(wav),
+                    "-T",
+                    "wav",
+                    "-O",
+                    "s16",
+                    str(soundfont),
+                    str(midi),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=RENDER_TIMEOUT,
+            )
         except subprocess.CalledProcessError as error:
             why = (error.stderr or b"").decode(errors="replace").strip().splitlines()
-            raise SoundspaceError(f"FluidSynth failed on {soundfont} (exit {error.returncode}"
-                                  f"{': ' + why[-1] if why else ''})") from None
+            raise SoundspaceError(
+                f"FluidSynth failed on {soundfont} (exit {error.returncode}"
+                f"{': ' + why[-1] if why else ''})"
+            ) from None
         except subprocess.TimeoutExpired:
-            raise SoundspaceError(f"FluidSynth took over {RENDER_TIMEOUT} s for one note of "
-                                  f"{soundfont}; it is stuck (a damaged soundfont?)") from None
+            raise SoundspaceError(
+                f"FluidSynth took over {RENDER_TIMEOUT} s for one note of "
+                f"{soundfont}; it is stuck (a damaged soundfont?)"
+            ) from None
         stereo, rate = soundfile.read(wav, dtype="float64", always_2d=True)
     if rate != SAMPLE_RATE or not len(stereo):
         raise SoundspaceError(f"FluidSynth rendered nothing usable from {soundfont}")
@@ -113,9 +164,11 @@ def render_note(soundfont, program: int, bank: int, note: int, seconds: float,
     mono = np.pad(mono, (0, max(0, length - len(mono))))[:length]
     peak = np.abs(mono).max()
     if peak < SILENCE_PEAK:
-        raise SoundspaceError(f"bank {bank} program {program} of {soundfont} is silent at note "
-                              f"{note}: the preset has no sample for that key; choose other "
-                              "pitches or another preset")
+        raise SoundspaceError(
+            f"bank {bank} program {program} of {soundfont} is silent at note "
+            f"{note}: the preset has no sample for that key; choose other "
+            "pitches or another preset"
+        )
     return (mono * (PEAK / peak)).astype(np.float32)
 
 
@@ -125,14 +178,25 @@ def check_preset(soundfont, program: int, bank: int) -> str:
     table = presets(path)
     if (bank, program) not in table:
         have = ", ".join(f"{b}:{p} {n}" for (b, p), n in sorted(table.items())[:12])
-        raise SoundspaceError(f"{path} has no preset at bank {bank} program {program}; it has "
-                              f"{len(table)} preset(s) (bank:program name): {have}"
-                              f"{' ...' if len(table) > 12 else ''}")
+        raise SoundspaceError(
+            f"{path} has no preset at bank {bank} program {program}; it has "
+            f"{len(table)} preset(s) (bank:program name): {have}"
+            f"{' ...' if len(table) > 12 else ''}"
+        )
     return table[(bank, program)]
 
 
-def render_notes(soundfont, program: int, bank: int, pitches, seconds: float, name: str,
-                 out_dir, velocity: int = VELOCITY, progress=None) -> list[Path]:
+def render_notes(
+    soundfont,
+    program: int,
+    bank: int,
+    pitches,
+    seconds: float,
+    name: str,
+    out_dir,
+    velocity: int = VELOCITY,
+    progress=None,
+) -> list[Path]:
     """`soundspace inputs --soundfont`: one `{name}_{pitch}.wav` per pitch in `out_dir`. Every
     note is rendered and checked before the first file is written."""
     path = Path(soundfont)

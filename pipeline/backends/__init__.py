@@ -7,13 +7,14 @@ A backend is an object with one method,
 
 where `tasks` is a list of `(ShardSpec, space folder)` (shards of one or several spaces). It runs
 every shard so that its cells end up finished in its space folder, calls `progress(samples)` as
-decoding advances, and yields each shard's `render_shard` result as the shard completes, its `records` those of the
-cells now finished in the space folder, (in any
-order). Every backend drives its tasks with `tasks.run_tasks`, so all share one failure policy:
-the first failure ends the run at once, with that failure (one SoundspaceError line); the tasks
-in flight are stopped and no other starts; the cells finished before stay for a rerun. Remote
-backends merge what their workers bring back with `remote.receive`.
+decoding advances, and yields each shard's `render_shard` result as the shard completes (in any
+order), its `records` those of the cells now finished in the space folder. Every backend drives
+its tasks with `tasks.run_tasks`, so all share one failure policy: the first failure ends the run
+at once, with that failure (one SoundspaceError line); the tasks in flight are stopped and no
+other starts; the cells finished before stay for a rerun. Remote backends merge what their workers
+bring back with `remote.receive`.
 """
+
 from __future__ import annotations
 
 

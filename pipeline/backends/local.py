@@ -9,14 +9,18 @@ any reason (an error, Ctrl-C, SIGTERM) the workers still running are killed. A w
 (an out-of-memory kill looks like this) fails its shard, and so the run: the error names the
 shard and how its worker ended. Finished cells are always kept, so a rerun completes the space.
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import get_context
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnProcess
 
 from .. import SoundspaceError
 from ..shards import render_shard
@@ -49,7 +53,9 @@ def _worker(connection, parent: int, threads: int) -> None:
             return
         spec, space_dir = task
         try:
-            result = render_shard(spec, space_dir, progress=lambda n: connection.send(("progress", n)))
+            result = render_shard(
+                spec, space_dir, progress=lambda n: connection.send(("progress", n))
+            )
         except BaseException as error:  # sent back whole: the parent reports it in one line
             try:
                 connection.send(("error", error))
@@ -77,8 +83,11 @@ def _thread_limit(threads: int):
 def _how_it_died(exitcode) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
-        why = " (what an out-of-memory kill looks like: lower decode_batch or parallel_shards)" \
-            if exitcode == -signal.SIGKILL else ""
+        why = (
+            " (what an out-of-memory kill looks like: lower decode_batch or parallel_shards)"
+            if exitcode == -signal.SIGKILL
+            else ""
+        )
         return f"was killed by {name}{why}"
     return f"exited with code {exitcode}"
 
@@ -86,6 +95,7 @@ def _how_it_died(exitcode) -> str:
 def _raise(error):
     def finish():
         raise error
+
     return finish
 
 
@@ -96,6 +106,7 @@ class LocalBackend:
     def run(self, tasks, progress):
         workers = min(self.parallel_shards, len(tasks))
         if workers <= 1:  # in this process, one shard after the other
+
             def render(handles):
                 spec, space_dir = tasks[handles[0]]
                 return [(handles[0], lambda: render_shard(spec, space_dir, progress))]
@@ -103,6 +114,15 @@ class LocalBackend:
             yield from run_tasks(len(tasks), 1, lambda i: i, render, lambda _: None)
             return
         yield from _Workers(tasks, progress, workers).run()
+
+
+@dataclass
+class _Slot:
+    """A worker process, our end of its pipe, and the task it runs (None while idle)."""
+
+    process: SpawnProcess
+    connection: Connection
+    task: int | None = None
 
 
 class _Workers:
@@ -114,36 +134,39 @@ class _Workers:
         self.tasks, self.progress = tasks, progress
         context = get_context("spawn")
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
-        self.pool = []  # [process, connection to it, task index it runs or None]
+        self.pool: list[_Slot] = []
         with _thread_limit(threads):
             for _ in range(workers):
                 ours, theirs = context.Pipe()
-                process = context.Process(target=_worker, args=(theirs, os.getpid(), threads),
-                                          daemon=True)
+                process = context.Process(
+                    target=_worker, args=(theirs, os.getpid(), threads), daemon=True
+                )
                 process.start()
                 theirs.close()
-                self.pool.append([process, ours, None])
+                self.pool.append(_Slot(process, ours))
 
     def run(self):
         try:
-            yield from run_tasks(len(self.tasks), len(self.pool), self._start, self._wait,
-                                 self._cancel)
+            yield from run_tasks(
+                len(self.tasks), len(self.pool), self._start, self._wait, self._cancel
+            )
         finally:
             self._close()
 
     def _start(self, i: int) -> int:
-        slot = next(n for n, s in enumerate(self.pool) if s[2] is None)
-        self.pool[slot][2] = i
-        self.pool[slot][1].send(self.tasks[i])
+        slot = next(n for n, s in enumerate(self.pool) if s.task is None)
+        self.pool[slot].task = i
+        self.pool[slot].connection.send(self.tasks[i])
         return slot
 
     def _wait(self, slots: list) -> list:
-        ended = []
+        ended: list[tuple[int, Callable]] = []  # (slot, finish)
         while not ended:
             busy = [self.pool[n] for n in slots]
-            ready = wait([s[1] for s in busy] + [s[0].sentinel for s in busy])
+            ready = wait([s.connection for s in busy] + [s.process.sentinel for s in busy])
             for n in slots:
-                process, connection, index = self.pool[n]
+                slot = self.pool[n]
+                process, connection, index = slot.process, slot.connection, slot.task
                 if connection in ready or connection.poll():
                     try:
                         kind, value = connection.recv()
@@ -156,7 +179,7 @@ class _Workers:
                 if kind == "progress":
                     self.progress(value)
                     continue
-                self.pool[n][2] = None
+                slot.task = None
                 if kind == "done":
                     ended.append((n, lambda value=value: value))
                     continue
@@ -166,26 +189,27 @@ class _Workers:
                     value = SoundspaceError(
                         f"shard {spec.index + 1}/{spec.count} of {spec.space}: its worker "
                         f"process (pid {process.pid}) {_how_it_died(process.exitcode)}; the "
-                        "cells finished so far are kept: run the same command again")
+                        "cells finished so far are kept: run the same command again"
+                    )
                 ended.append((n, _raise(value)))
         return ended
 
     def _cancel(self, slots: list) -> None:
         for n in slots:  # stopped mid-shard: its finished cells are already written
-            self.pool[n][0].kill()
+            self.pool[n].process.kill()
 
     def _close(self) -> None:
-        for process, connection, index in self.pool:
-            if index is not None and process.is_alive():
-                process.kill()
+        for slot in self.pool:
+            if slot.task is not None and slot.process.is_alive():
+                slot.process.kill()
             else:
                 try:
-                    connection.send(None)
+                    slot.connection.send(None)
                 except OSError:
                     pass
-        for process, connection, _ in self.pool:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            connection.close()
+        for slot in self.pool:
+            slot.process.join(5)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+            slot.connection.close()

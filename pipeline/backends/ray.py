@@ -20,6 +20,7 @@ every other task of the run and ends it with one line; the cells merged before s
 (a failed task's scratch folder stays too: a rerun on that node resumes from it).
 Ray is an optional extra: `scripts/install ray` (pip install '.[ray]').
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,6 +53,7 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list)
     import ray
 
     root = _scratch_root(scratch_root)
+
     def fetch(tmp: Path) -> None:  # only for a node without the model yet
         for name, data in ray.get(model_ref[0]).items():
             inside(tmp, name, "model file").write_bytes(data)
@@ -68,8 +70,9 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list)
     for point in spec.points:
         for name in point["cells"]:
             files[f"{name}.wav"] = (scratch / f"{name}.wav").read_bytes()
-            files[f"{output.RECORDS.as_posix()}/{name}.json"] = \
-                (scratch / output.RECORDS / f"{name}.json").read_bytes()
+            files[f"{output.RECORDS.as_posix()}/{name}.json"] = (
+                scratch / output.RECORDS / f"{name}.json"
+            ).read_bytes()
     shutil.rmtree(scratch, ignore_errors=True)
     return {"result": result, "files": files, "node": node}
 
@@ -87,8 +90,9 @@ class RayBackend:
         try:
             import ray
         except ImportError:
-            raise SoundspaceError("backend ray needs Ray: scripts/install ray (or pip install "
-                                  "'soundspace[ray]')") from None
+            raise SoundspaceError(
+                "backend ray needs Ray: scripts/install ray (or pip install 'soundspace[ray]')"
+            ) from None
         if ray.is_initialized():
             return ray, False
         address = os.environ.get("SOUNDSPACE_RAY_ADDRESS") or self.settings.address
@@ -98,9 +102,11 @@ class RayBackend:
             else:  # a local cluster for this run
                 ray.init(include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise SoundspaceError(f"cannot join the Ray cluster at {address or 'a new local one'} "
-                                  f"({error}); check ray.address ('auto', 'HOST:PORT', "
-                                  "'ray://HOST:10001' or null for a local cluster)") from None
+            raise SoundspaceError(
+                f"cannot join the Ray cluster at {address or 'a new local one'} "
+                f"({error}); check ray.address ('auto', 'HOST:PORT', "
+                "'ray://HOST:10001' or null for a local cluster)"
+            ) from None
         return ray, True
 
     def _device(self, ray) -> tuple[str, int]:
@@ -108,8 +114,10 @@ class RayBackend:
         gpus = ray.cluster_resources().get("GPU", 0)
         if self.device.startswith("cuda"):
             if not gpus:
-                raise SoundspaceError(f"device {self.device} asked for, but the Ray cluster has no "
-                                      "GPU; use device cpu or auto, or add GPU nodes")
+                raise SoundspaceError(
+                    f"device {self.device} asked for, but the Ray cluster has no "
+                    "GPU; use device cpu or auto, or add GPU nodes"
+                )
             return "cuda", 1  # the GPU Ray assigns to the task is its cuda:0
         if self.device == "auto" and gpus:
             return "cuda", 1
@@ -130,14 +138,16 @@ class RayBackend:
             if spec.model["identity"] not in models:
                 models[spec.model["identity"]] = [ray.put(_model_files(spec.model["path"]))]
         remote = ray.remote(render_on_worker).options(
-            max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1, num_gpus=gpus)
+            max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1, num_gpus=gpus
+        )
 
         index = {}  # object ref of a started task -> the task's number
 
         def start(i):
             spec = tasks[i][0]
-            ref = remote.remote(replace(spec, device=device), self.settings.scratch,
-                                models[spec.model["identity"]])
+            ref = remote.remote(
+                replace(spec, device=device), self.settings.scratch, models[spec.model["identity"]]
+            )
             index[ref] = i
             return ref
 
@@ -148,12 +158,15 @@ class RayBackend:
         def finish(ref):
             spec, store = tasks[index[ref]]
             reply = self._reply(ray, ref, spec)
-            merged, records, missing = receive(reply["files"], spec, Path(store),
-                                               f"Ray node {reply.get('node')}")
+            merged, records, missing = receive(
+                reply["files"], spec, Path(store), f"Ray node {reply.get('node')}"
+            )
             if missing:
-                raise SoundspaceError(f"shard {spec.index + 1}/{spec.count} of {spec.space}: the "
-                                      f"cells from Ray node {reply.get('node')} failed the check: "
-                                      f"{', '.join(missing[:5])}")
+                raise SoundspaceError(
+                    f"shard {spec.index + 1}/{spec.count} of {spec.space}: the "
+                    f"cells from Ray node {reply.get('node')} failed the check: "
+                    f"{', '.join(missing[:5])}"
+                )
             progress(merged * spec.decoded_samples)
             return {**reply["result"], "records": records}
 
@@ -176,4 +189,5 @@ class RayBackend:
             raise SoundspaceError(
                 f"{shard}: its Ray worker or node was lost, and Ray's reruns (ray.retries = "
                 f"{self.settings.retries}) did not complete it: {str(error).splitlines()[0]}. "
-                f"{keep}") from None
+                f"{keep}"
+            ) from None

@@ -6,6 +6,7 @@ rule for cells made elsewhere (`output.merge_finished`: the planned key, the rec
 16 kHz mono audio of the planned length). The files are unpacked into a folder of the store's
 own state, removed afterwards whatever happens (a killed run's is removed by the next run).
 """
+
 from __future__ import annotations
 
 import shutil

@@ -10,6 +10,7 @@ Conversion reads the checkpoint with TensorFlow's own reader (the optional `conv
 the plain variables Magenta's generator restores and skips optimizer slots, moving averages and
 `global_step` (or, on request, takes the moving averages in place of the plain values).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +30,17 @@ WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "model.json"
 EMA_SUFFIX = "/ExponentialMovingAverage"
 # Entries a training checkpoint carries beside the weights (Adam slots and powers, the step).
-_TRAINING_EXTRAS = re.compile(r"(.*/(Adam|Adam_1|ExponentialMovingAverage)|global_step|beta[12]_power)")
+_TRAINING_EXTRAS = re.compile(
+    r"(.*/(Adam|Adam_1|ExponentialMovingAverage)|global_step|beta[12]_power)"
+)
 TF_INSTALL = "pip install 'soundspace[convert]'   (or: pip install tensorflow-cpu)"
 
 
 def identity(weights_sha256: str, config: ModelConfig) -> str:
     """The model's name: sha256 of its weights' sha256 and its hyper-parameters."""
-    text = json.dumps({"weights_sha256": weights_sha256, "config": config.to_dict()}, sort_keys=True)
+    text = json.dumps(
+        {"weights_sha256": weights_sha256, "config": config.to_dict()}, sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -54,17 +59,22 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         if len(indexes) == 1:
             return indexes[0].with_suffix("")
         if indexes:
-            raise SoundspaceError(f"{path} holds {len(indexes)} checkpoints "
-                                  f"({', '.join(i.stem for i in indexes)}): pass one prefix, "
-                                  f"e.g. --checkpoint {indexes[-1].with_suffix('')}")
-        raise SoundspaceError(f"{path} holds no TensorFlow checkpoint (no *.index file); "
-                              "pass the folder of wavenet-ckpt.tar or a prefix like "
-                              ".../model.ckpt-200000")
+            raise SoundspaceError(
+                f"{path} holds {len(indexes)} checkpoints "
+                f"({', '.join(i.stem for i in indexes)}): pass one prefix, "
+                f"e.g. --checkpoint {indexes[-1].with_suffix('')}"
+            )
+        raise SoundspaceError(
+            f"{path} holds no TensorFlow checkpoint (no *.index file); "
+            "pass the folder of wavenet-ckpt.tar or a prefix like "
+            ".../model.ckpt-200000"
+        )
     if path.name.endswith((".index", ".meta")) or ".data-" in path.name:
         hint = re.sub(r"(\.index|\.meta|\.data-\d+-of-\d+)$", "", str(path))
         raise SoundspaceError(f"{path} is one file of a checkpoint: pass its prefix {hint}")
-    raise SoundspaceError(f"no TensorFlow checkpoint at {path}: neither {path}.index nor a "
-                          "folder holding one exists")
+    raise SoundspaceError(
+        f"no TensorFlow checkpoint at {path}: neither {path}.index nor a folder holding one exists"
+    )
 
 
 def read_tf_checkpoint(path, moving_averages: bool = False) -> tuple[dict, dict]:
@@ -74,13 +84,16 @@ def read_tf_checkpoint(path, moving_averages: bool = False) -> tuple[dict, dict]
     try:
         import tensorflow as tf
     except ImportError:
-        raise SoundspaceError("reading a TensorFlow checkpoint needs TensorFlow, which is not "
-                              f"installed; install it with: {TF_INSTALL}") from None
+        raise SoundspaceError(
+            "reading a TensorFlow checkpoint needs TensorFlow, which is not "
+            f"installed; install it with: {TF_INSTALL}"
+        ) from None
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except Exception as error:  # TF raises several internal error types for damaged files
-        raise SoundspaceError(f"TensorFlow could not read the checkpoint {prefix}: "
-                              f"{str(error).splitlines()[0]}") from None
+        raise SoundspaceError(
+            f"TensorFlow could not read the checkpoint {prefix}: {str(error).splitlines()[0]}"
+        ) from None
     shapes = reader.get_variable_to_shape_map()
     plain = sorted(n for n in shapes if not _TRAINING_EXTRAS.fullmatch(n))
     weights, averaged = {}, 0
@@ -90,10 +103,14 @@ def read_tf_checkpoint(path, moving_averages: bool = False) -> tuple[dict, dict]
             source, averaged = name + EMA_SUFFIX, averaged + 1
         weights[name] = np.asarray(reader.get_tensor(source), dtype=np.float32)
     step = int(reader.get_tensor("global_step")) if "global_step" in shapes else None
-    info = {"checkpoint": prefix.name, "global_step": step,
-            "index_sha256": sha256_file(Path(f"{prefix}.index")),
-            "moving_averages": moving_averages, "variables_from_moving_averages": averaged,
-            "skipped_training_entries": len(shapes) - len(plain)}
+    info = {
+        "checkpoint": prefix.name,
+        "global_step": step,
+        "index_sha256": sha256_file(Path(f"{prefix}.index")),
+        "moving_averages": moving_averages,
+        "variables_from_moving_averages": averaged,
+        "skipped_training_entries": len(shapes) - len(plain),
+    }
     return weights, info
 
 
@@ -109,8 +126,13 @@ def save_model(weights: dict, config: ModelConfig, out_dir, source: dict) -> Pat
         umask = os.umask(0)  # safetensors creates its file private (0600); give it the usual mode
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        meta = {"format": FORMAT, "config": config.to_dict(), "weights_sha256": sha256_file(tmp),
-                "parameters": int(sum(v.size for v in weights.values())), "source": source}
+        meta = {
+            "format": FORMAT,
+            "config": config.to_dict(),
+            "weights_sha256": sha256_file(tmp),
+            "parameters": int(sum(v.size for v in weights.values())),
+            "source": source,
+        }
     atomic_write(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return out
 
@@ -127,10 +149,17 @@ def load_model(path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
         raise SoundspaceError(f"no model folder at {folder}")
     for needed in (meta_path, weights_path):
         if not needed.is_file():
-            hint = (" (a TensorFlow checkpoint? convert it first: soundspace convert "
-                    f"--checkpoint {folder} --out MODEL_DIR)") if list(folder.glob("*.index")) else ""
-            raise SoundspaceError(f"{folder} is not a soundspace model folder: {needed.name} "
-                                  f"is missing{hint}")
+            hint = (
+                (
+                    " (a TensorFlow checkpoint? convert it first: soundspace convert "
+                    f"--checkpoint {folder} --out MODEL_DIR)"
+                )
+                if list(folder.glob("*.index"))
+                else ""
+            )
+            raise SoundspaceError(
+                f"{folder} is not a soundspace model folder: {needed.name} is missing{hint}"
+            )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -139,8 +168,10 @@ def load_model(path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise SoundspaceError(f"{meta_path} has format {found!r}, expected {FORMAT!r}")
     if verify and sha256_file(weights_path) != meta.get("weights_sha256"):
-        raise SoundspaceError(f"{weights_path} does not match the sha256 in {meta_path}: the "
-                              "file is damaged or was replaced; convert or copy the model again")
+        raise SoundspaceError(
+            f"{weights_path} does not match the sha256 in {meta_path}: the "
+            "file is damaged or was replaced; convert or copy the model again"
+        )
     try:
         config = ModelConfig.from_dict(meta.get("config"))
     except SoundspaceError as error:

@@ -26,9 +26,11 @@ is cut to what the step must do:
 The same loop runs on two array libraries: numpy (its OpenBLAS is the fastest matrix library on
 our CPUs, measured by `soundspace bench`) and torch (`cpu` or `cuda`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +43,10 @@ from .mulaw import inverse_mu_law, network_input
 BLOCK_ROWS = 1024
 # Up to this many sounds, numpy's per-step products run as one GEMV per sound (see step_matmul).
 GEMV_ROWS = 4
+
+# An array of the math library in use: np.ndarray with NumpyMath, torch.Tensor with TorchMath.
+# The loop is written once for both (duck-typed), so its arrays are typed as either.
+Array = Any
 
 
 class NumpyMath:
@@ -174,20 +180,27 @@ def block_size(dilation: int, hop: int, batch: int, block_rows: int = BLOCK_ROWS
 class _Layer:
     dilation: int
     block: int
-    past: tuple  # [2C, 2C] weights for the two orders of the history halves
-    current: object  # [C, 2C] weights of the tap at t
-    res_skip: object  # [C, C + S], halved (the gate's 1/2)
-    res_bias: object  # [C]
-    history: object  # Q: [d, B, 2C]
-    block_out: object  # [b, B, 2C]: past taps + conditioning for the steps of this block
-    cond: object  # [B, 2C] view into the decoder's per-frame conditioning
+    past: tuple[Array, Array]  # [2C, 2C] weights for the two orders of the history halves
+    current: Array  # [C, 2C] weights of the tap at t
+    res_skip: Array  # [C, C + S], halved (the gate's 1/2)
+    res_bias: Array  # [C]
+    history: Array  # Q: [d, B, 2C]
+    block_out: Array  # [b, B, 2C]: past taps + conditioning for the steps of this block
+    cond: Array  # [B, 2C] view into the decoder's per-frame conditioning
 
 
 class IncrementalDecoder:
     """Decoder state for a batch of `batch` sounds and one step of the network."""
 
-    def __init__(self, state: dict, config: ModelConfig, batch: int, math,
-                 temperature: float = 1.0, block_rows: int = BLOCK_ROWS):
+    def __init__(
+        self,
+        state: dict,
+        config: ModelConfig,
+        batch: int,
+        math,
+        temperature: float = 1.0,
+        block_rows: int = BLOCK_ROWS,
+    ):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.config, self.batch, self.m = config, batch, math
@@ -201,16 +214,20 @@ class IncrementalDecoder:
 
         # startconv sees the input ring X[:, t % 3]; W_start[r] orders its taps for t % 3 == r.
         taps = [w("startconv", j) for j in range(3)]
-        self.start_w = [m.concat([taps[2 - (r - slot) % 3] for slot in range(3)], 0)
-                        for r in range(3)]
+        self.start_w = [
+            m.concat([taps[2 - (r - slot) % 3] for slot in range(3)], 0) for r in range(3)
+        ]
         self.start_b = bias("startconv")
         self.skip_start_w = w("skip_start")
         # Every skip bias is a constant added to the skip sum: fold them into its start.
-        self.skip_b = bias("skip_start") + sum(bias(f"skip_{i}") for i in range(1, config.layers + 1))
+        self.skip_b = bias("skip_start") + sum(
+            bias(f"skip_{i}") for i in range(1, config.layers + 1)
+        )
 
         cond_w = [w(f"cond_map_{i}") for i in range(1, config.layers + 1)] + [w("cond_map_out1")]
-        cond_b = [bias(f"cond_map_{i}") + bias(f"dilatedconv_{i}")
-                  for i in range(1, config.layers + 1)] + [bias("cond_map_out1") + bias("out1")]
+        cond_b = [
+            bias(f"cond_map_{i}") + bias(f"dilatedconv_{i}") for i in range(1, config.layers + 1)
+        ] + [bias("cond_map_out1") + bias("out1")]
         self.cond_w, self.cond_b = m.concat(cond_w, 1), m.concat(cond_b, 0)
         self.cond = m.zeros((B, self.cond_w.shape[1]))
 
@@ -219,18 +236,23 @@ class IncrementalDecoder:
             d = config.dilation(i - 1)
             b = block_size(d, config.hop, B, block_rows)
             kernel = state[f"dilatedconv_{i}/W"][0]
-            self.layers.append(_Layer(
-                dilation=d, block=b,
-                past=(m.array(kernel[0:2].reshape(2 * C, 2 * C)),
-                      m.concat([m.array(kernel[1]), m.array(kernel[0])], 0)),
-                current=m.array(kernel[2]),
-                res_skip=m.concat([w(f"res_{i}"), w(f"skip_{i}")], 1) * 0.5,
-                res_bias=bias(f"res_{i}"),
-                history=m.zeros((d, B, 2 * C)),
-                block_out=m.zeros((b, B, 2 * C)),
-                cond=self.cond[:, (i - 1) * 2 * C:i * 2 * C],
-            ))
-        self.cond_out = self.cond[:, config.layers * 2 * C:]
+            self.layers.append(
+                _Layer(
+                    dilation=d,
+                    block=b,
+                    past=(
+                        m.array(kernel[0:2].reshape(2 * C, 2 * C)),
+                        m.concat([m.array(kernel[1]), m.array(kernel[0])], 0),
+                    ),
+                    current=m.array(kernel[2]),
+                    res_skip=m.concat([w(f"res_{i}"), w(f"skip_{i}")], 1) * 0.5,
+                    res_bias=bias(f"res_{i}"),
+                    history=m.zeros((d, B, 2 * C)),
+                    block_out=m.zeros((b, B, 2 * C)),
+                    cond=self.cond[:, (i - 1) * 2 * C : i * 2 * C],
+                )
+            )
+        self.cond_out = self.cond[:, config.layers * 2 * C :]
         self.out1_w = w("out1")
         self.logits_w, self.logits_b = w("logits") / temperature, bias("logits") / temperature
 
@@ -249,7 +271,7 @@ class IncrementalDecoder:
         self.m.matmul(z, self.cond_w, out=self.cond)
         self.cond += self.cond_b
 
-    def step(self, t: int, sample) -> object:
+    def step(self, t: int, sample) -> Array:
         """Feed the input of step t (previous sample as mu-law / 128, `[B]`); return logits."""
         m, C = self.m, self.config.width
         self.inputs[:, t % 3] = sample
@@ -262,10 +284,13 @@ class IncrementalDecoder:
             d, b = layer.dilation, layer.block
             parity = (t // d) % 2
             if t % b == 0:
-                rows = layer.history[t % d:t % d + b]
+                rows = layer.history[t % d : t % d + b]
                 out = layer.block_out
-                m.matmul(rows.reshape(b * self.batch, 2 * C), layer.past[parity],
-                         out=out.reshape(b * self.batch, 2 * C))
+                m.matmul(
+                    rows.reshape(b * self.batch, 2 * C),
+                    layer.past[parity],
+                    out=out.reshape(b * self.batch, 2 * C),
+                )
                 out += layer.cond
             m.step_matmul(x, layer.current, out=gate)
             gate += layer.block_out[t % b]
@@ -273,7 +298,7 @@ class IncrementalDecoder:
             m.tanh(gate, out=gate)
             gate[:, :C] += 1
             m.mul(gate[:, :C], gate[:, C:], out=h)
-            layer.history[t % d, :, parity * C:(parity + 1) * C] = x
+            layer.history[t % d, :, parity * C : (parity + 1) * C] = x
             m.step_matmul(h, layer.res_skip, out=res_out)
             x += res_out[:, :C]
             x += layer.res_bias
@@ -304,13 +329,22 @@ def row_seeds(seed, batch: int) -> list:
         return [[int(seed), b] for b in range(batch)]
     seeds = list(seed)
     if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for {batch} sounds: give one per sound or one int")
+        raise ValueError(
+            f"got {len(seeds)} seeds for {batch} sounds: give one per sound or one int"
+        )
     return seeds
 
 
-def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, math=None,
-             temperature: float = 1.0, progress=True,
-             block_rows: int = BLOCK_ROWS) -> np.ndarray:
+def generate(
+    state: dict,
+    config: ModelConfig,
+    encoding: np.ndarray,
+    seed=0,
+    math=None,
+    temperature: float = 1.0,
+    progress=True,
+    block_rows: int = BLOCK_ROWS,
+) -> np.ndarray:
     """Sample audio `[B, F * hop]` for embeddings `[B, F, bottleneck]`. `progress`: True shows
     a bar, False none, a callable is called with the samples decoded (all rows) per frame."""
     from tqdm.auto import tqdm
@@ -325,8 +359,17 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
     # A caller's own bar is told the samples done; only `progress=True` makes a bar here (a bar
     # takes a multiprocessing lock, which a worker process killed mid-run would leak).
     report = progress if callable(progress) else None
-    bar = tqdm(total=frames * hop, unit="sample", unit_scale=True, smoothing=0.1,
-               desc=f"decoding {batch} sound(s)") if progress is True else None
+    bar = (
+        tqdm(
+            total=frames * hop,
+            unit="sample",
+            unit_scale=True,
+            smoothing=0.1,
+            desc=f"decoding {batch} sound(s)",
+        )
+        if progress is True
+        else None
+    )
     try:
         for f in range(frames):
             decoder.set_frame(math.array(encoding[:, f]))
@@ -342,8 +385,14 @@ def generate(state: dict, config: ModelConfig, encoding: np.ndarray, seed=0, mat
     return inverse_mu_law(math.to_numpy(bins).astype(np.int32) - 128)
 
 
-def teacher_forced(state: dict, config: ModelConfig, audio: np.ndarray, encoding: np.ndarray,
-                   math=None, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+def teacher_forced(
+    state: dict,
+    config: ModelConfig,
+    audio: np.ndarray,
+    encoding: np.ndarray,
+    math=None,
+    block_rows: int = BLOCK_ROWS,
+) -> np.ndarray:
     """Probabilities `[B, T, 256]` from the incremental decoder fed the true previous samples:
     the check that generation computes exactly what the parallel network does."""
     math = math or NumpyMath()

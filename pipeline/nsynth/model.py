@@ -8,6 +8,7 @@ cycle and the hop cannot be seen in the shapes; they travel in the model's JSON 
 This file holds the parallel (whole-sequence) network: the encoder and the teacher-forced
 decoder used for fidelity checks and training. Sample-by-sample generation is `generate.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,50 +55,67 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values) -> "ModelConfig":
+    def from_dict(cls, values) -> ModelConfig:
         """Hyper-parameters read from a file: every one a whole number in its range."""
         if not isinstance(values, dict):
-            raise SoundspaceError(f"field config: expected an object of hyper-parameters, got "
-                                  f"{json.dumps(values)[:40]}")
+            raise SoundspaceError(
+                f"field config: expected an object of hyper-parameters, got "
+                f"{json.dumps(values)[:40]}"
+            )
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise SoundspaceError(f"unknown model hyper-parameters {sorted(unknown)}; "
-                                  f"known: {sorted(cls.__dataclass_fields__)}")
+            raise SoundspaceError(
+                f"unknown model hyper-parameters {sorted(unknown)}; "
+                f"known: {sorted(cls.__dataclass_fields__)}"
+            )
         for name, value in values.items():
             low, high = LIMITS.get(name, (1, 1 << 16))
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SoundspaceError(f"field config.{name}: must be a whole number from {low} to "
-                                      f"{high}, got {json.dumps(value)[:40]}")
+                raise SoundspaceError(
+                    f"field config.{name}: must be a whole number from {low} to "
+                    f"{high}, got {json.dumps(value)[:40]}"
+                )
         return cls(**values)
 
     @classmethod
-    def from_shapes(cls, shapes: dict, stages: int = 10, ae_stages: int = 10,
-                    hop: int = 512) -> "ModelConfig":
+    def from_shapes(
+        cls, shapes: dict, stages: int = 10, ae_stages: int = 10, hop: int = 512
+    ) -> ModelConfig:
         """Infer widths and layer counts from `{name: shape}` of Magenta-named variables."""
 
         def dim(name, axis):
             if name not in shapes:
-                raise SoundspaceError(f"the weights have no variable {name!r}: this is not an "
-                                      "NSynth WaveNet autoencoder checkpoint")
+                raise SoundspaceError(
+                    f"the weights have no variable {name!r}: this is not an "
+                    "NSynth WaveNet autoencoder checkpoint"
+                )
             return int(shapes[name][axis])
 
         def count(prefix):
-            found = {int(m.group(1)) for n in shapes
-                     if (m := re.fullmatch(prefix + r"_(\d+)/W", n))}
+            found = {
+                int(m.group(1)) for n in shapes if (m := re.fullmatch(prefix + r"_(\d+)/W", n))
+            }
             if not found:
                 raise SoundspaceError(f"the weights have no {prefix}_N layers")
             return max(found)
 
-        config = cls(width=dim("startconv/W", 3), skip_width=dim("skip_start/W", 3),
-                     layers=count("dilatedconv"), stages=stages,
-                     ae_width=dim("ae_startconv/W", 3), ae_layers=count("ae_dilatedconv"),
-                     ae_stages=ae_stages, bottleneck=dim("ae_bottleneck/W", 3), hop=hop)
+        config = cls(
+            width=dim("startconv/W", 3),
+            skip_width=dim("skip_start/W", 3),
+            layers=count("dilatedconv"),
+            stages=stages,
+            ae_width=dim("ae_startconv/W", 3),
+            ae_layers=count("ae_dilatedconv"),
+            ae_stages=ae_stages,
+            bottleneck=dim("ae_bottleneck/W", 3),
+            hop=hop,
+        )
         config.check_shapes(shapes)
         return config
 
     def expected_shapes(self) -> dict:
         """Every variable of a model of this size, `{name: (shape)}`, in Magenta's layout."""
-        shapes = {}
+        shapes: dict[str, tuple[int, ...]] = {}
 
         def layer(name, k, n_in, n_out):
             shapes[f"{name}/W"] = (1, k, n_in, n_out)
@@ -126,23 +144,32 @@ class ModelConfig:
         problems = []
         missing = sorted(set(expected) - set(shapes))
         if missing:
-            problems.append(f"{len(missing)} missing variable(s): {', '.join(missing[:8])}"
-                            + (" ..." if len(missing) > 8 else ""))
+            problems.append(
+                f"{len(missing)} missing variable(s): {', '.join(missing[:8])}"
+                + (" ..." if len(missing) > 8 else "")
+            )
         extra = sorted(set(shapes) - set(expected))
         if extra:
-            problems.append(f"{len(extra)} unexpected variable(s): {', '.join(extra[:8])}"
-                            + (" ..." if len(extra) > 8 else ""))
+            problems.append(
+                f"{len(extra)} unexpected variable(s): {', '.join(extra[:8])}"
+                + (" ..." if len(extra) > 8 else "")
+            )
         for name in sorted(set(expected) & set(shapes)):
             if tuple(shapes[name]) != expected[name]:
-                problems.append(f"{name}: expected shape {list(expected[name])}, "
-                                f"found {list(shapes[name])}")
+                problems.append(
+                    f"{name}: expected shape {list(expected[name])}, found {list(shapes[name])}"
+                )
         if problems:
-            raise SoundspaceError("the weights do not form an NSynth model of size "
-                                  f"{self.describe()}:\n  " + "\n  ".join(problems))
+            raise SoundspaceError(
+                "the weights do not form an NSynth model of size "
+                f"{self.describe()}:\n  " + "\n  ".join(problems)
+            )
 
     def describe(self) -> str:
-        return (f"decoder {self.layers} layers x {self.width} (skip {self.skip_width}), "
-                f"encoder {self.ae_layers} x {self.ae_width}, bottleneck {self.bottleneck}")
+        return (
+            f"decoder {self.layers} layers x {self.width} (skip {self.skip_width}), "
+            f"encoder {self.ae_layers} x {self.ae_width}, bottleneck {self.bottleneck}"
+        )
 
 
 class Conv(nn.Module):
@@ -161,9 +188,14 @@ class Conv(nn.Module):
         # (symmetric) zero padding is cheaper than padding the input; a causal layer pads both
         # sides and drops the outputs that saw the future.
         span = (self.W.shape[1] - 1) * dilation
-        y = F.conv1d(x, self.W[0].permute(2, 1, 0), self.biases, dilation=dilation,
-                     padding=span if causal else span // 2)
-        return y[..., :x.shape[-1]] if causal else y
+        y = F.conv1d(
+            x,
+            self.W[0].permute(2, 1, 0),
+            self.biases,
+            dilation=dilation,
+            padding=span if causal else span // 2,
+        )
+        return y[..., : x.shape[-1]] if causal else y
 
 
 class Autoencoder(nn.Module):
@@ -173,9 +205,9 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.config = config
         shapes = config.expected_shapes()
-        self.convs = nn.ModuleDict({
-            name[:-2]: Conv(*shape[1:]) for name, shape in shapes.items() if name.endswith("/W")
-        })
+        self.convs = nn.ModuleDict(
+            {name[:-2]: Conv(*shape[1:]) for name, shape in shapes.items() if name.endswith("/W")}
+        )
 
     def load_magenta(self, weights: dict) -> None:
         """Copy `{Magenta name: array}` into the parameters (shapes already checked)."""
@@ -186,8 +218,11 @@ class Autoencoder(nn.Module):
 
     def magenta_state(self) -> dict:
         """`{Magenta name: tensor}` of every parameter."""
-        return {f"{layer}/{kind}": p for layer, conv in self.convs.items()
-                for kind, p in conv.named_parameters()}
+        return {
+            f"{layer}/{kind}": p
+            for layer, conv in self.convs.items()
+            for kind, p in conv.named_parameters()
+        }
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Mu-law network input `[B, N]` -> per-sample bottleneck output `[B, bottleneck, N]`."""
@@ -209,7 +244,7 @@ class Autoencoder(nn.Module):
         for i in range(1, c.layers + 1):
             g = conv[f"dilatedconv_{i}"](layer_in, dilation=c.dilation(i - 1), causal=True)
             g = g + conv[f"cond_map_{i}"](z)
-            h = torch.sigmoid(g[:, :c.width]) * torch.tanh(g[:, c.width:])
+            h = torch.sigmoid(g[:, : c.width]) * torch.tanh(g[:, c.width :])
             layer_in = layer_in + conv[f"res_{i}"](h)
             skip = skip + conv[f"skip_{i}"](h)
         s = F.relu(conv["out1"](F.relu(skip)) + conv["cond_map_out1"](z))

@@ -6,6 +6,7 @@ normal(0, 0.05), the logits layer scaled by `logits_scale` (0.1 keeps the output
 broad). Drawn in float64, cast to float32 once. Tests and `soundspace bench` use it, so the
 full-size network can be checked and timed without the 1 GB checkpoint.
 """
+
 import zlib
 
 import numpy as np

@@ -8,6 +8,7 @@ optimizer, step and both random generators) and to a model folder, both replaced
 starting the same command again resumes from the last checkpoint and continues the same random
 streams, so an interrupted run ends where an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,9 +69,14 @@ class TrainOptions:
     self_feed_from: float = 0.0
 
 
-def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Tensor = 0.0,
-            context: torch.Tensor | None = None, at: torch.Tensor | None = None,
-            self_feed: float = 0.0) -> torch.Tensor:
+def loss_on(
+    net: Autoencoder,
+    crops: torch.Tensor,
+    input_noise: float | torch.Tensor = 0.0,
+    context: torch.Tensor | None = None,
+    at: torch.Tensor | None = None,
+    self_feed: float = 0.0,
+) -> torch.Tensor:
     """Mean cross-entropy (nats per sample) of the decoder on `crops` `[B, L]` of raw audio.
 
     `context` `[B, W]`, if given, is what the encoder reads instead: a stretch of each crop's
@@ -85,6 +91,7 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Te
     if context is None:
         z = net.encode(x)
     else:
+        assert at is not None, "a context comes with where the crop starts in it (`at`)"
         z = net.encode(torch.from_numpy(network_input(context.numpy())).to(device))
         where = (at.to(device)[:, None] + torch.arange(crops.shape[1], device=device))[:, None, :]
         z = z.gather(2, where.expand(-1, z.shape[1], -1))
@@ -105,33 +112,55 @@ def loss_on(net: Autoencoder, crops: torch.Tensor, input_noise: float | torch.Te
 def _check_data(sounds: dict, options: TrainOptions, hop: int) -> None:
     if not sounds:
         raise SoundspaceError("no sounds to train on")
-    for flag, value in (("--input-noise", options.input_noise), ("--input-noise-end", options.input_noise_end)):
+    for flag, value in (
+        ("--input-noise", options.input_noise),
+        ("--input-noise-end", options.input_noise_end),
+    ):
         if value is not None and not 0 <= value < 1:
-            raise SoundspaceError(f"{flag} {value:g} must be from 0 to below 1 (one mu-law bin is 1/128)")
+            raise SoundspaceError(
+                f"{flag} {value:g} must be from 0 to below 1 (one mu-law bin is 1/128)"
+            )
     if not 0 <= options.self_feed <= 1:
         raise SoundspaceError(f"--self-feed {options.self_feed:g} must be a fraction from 0 to 1")
     if not 0 <= options.self_feed_from < 1:
-        raise SoundspaceError(f"--self-feed-from {options.self_feed_from:g} must be a fraction of the "
-                              "run from 0 to below 1")
+        raise SoundspaceError(
+            f"--self-feed-from {options.self_feed_from:g} must be a fraction of the "
+            "run from 0 to below 1"
+        )
     if options.self_feed_from and not options.self_feed:
-        raise SoundspaceError("--self-feed-from says when self-feeding starts, but --self-feed is 0: "
-                              "give --self-feed F too, or drop --self-feed-from")
+        raise SoundspaceError(
+            "--self-feed-from says when self-feeding starts, but --self-feed is 0: "
+            "give --self-feed F too, or drop --self-feed-from"
+        )
     if not 0 <= options.onset_crops <= 1:
-        raise SoundspaceError(f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1")
+        raise SoundspaceError(
+            f"--onset-crops {options.onset_crops:g} must be a fraction from 0 to 1"
+        )
     if options.crop <= 0 or options.crop % hop:
-        raise SoundspaceError(f"--crop {options.crop} must be a positive multiple of the hop ({hop})")
+        raise SoundspaceError(
+            f"--crop {options.crop} must be a positive multiple of the hop ({hop})"
+        )
     short = [f"{name} ({len(a)} samples)" for name, a in sounds.items() if len(a) < options.crop]
     if short:
-        raise SoundspaceError(f"sounds shorter than one crop of {options.crop} samples: "
-                              f"{', '.join(short)}; use a smaller --crop or longer sounds")
+        raise SoundspaceError(
+            f"sounds shorter than one crop of {options.crop} samples: "
+            f"{', '.join(short)}; use a smaller --crop or longer sounds"
+        )
     for name, audio in sounds.items():
         if not np.abs(audio).max() > 0:
             raise SoundspaceError(f"{name} is silent: there is nothing to learn from it")
 
 
-def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth | None = None,
-          options: TrainOptions = TrainOptions(), device: str = "cpu", progress: bool = True,
-          compile: bool = False) -> Path:
+def train(
+    sounds: dict,
+    out_dir,
+    config: ModelConfig | None = None,
+    init: NSynth | None = None,
+    options: TrainOptions = TrainOptions(),
+    device: str = "cpu",
+    progress: bool = True,
+    compile: bool = False,
+) -> Path:
     """Train on `{name: float32 16 kHz audio}`; write a model folder to `out_dir`; return it.
 
     `compile` runs the step through `torch.compile`: about a minute of compiling first, then
@@ -141,9 +170,11 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
 
     if init is not None:
         if config is not None and config != init.config:
-            raise SoundspaceError(f"--init model is {init.config.describe()}, but the size asked "
-                                  f"for is {config.describe()}: drop the size options to "
-                                  "fine-tune it, or drop --init to train a new model")
+            raise SoundspaceError(
+                f"--init model is {init.config.describe()}, but the size asked "
+                f"for is {config.describe()}: drop the size options to "
+                "fine-tune it, or drop --init to train a new model"
+            )
         config = init.config
     config = config or ModelConfig()
     _check_data(sounds, options, config.hop)
@@ -154,7 +185,9 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     net = Autoencoder(config)
     net.load_magenta(
         {n: p.detach().cpu().numpy() for n, p in init.net.magenta_state().items()}
-        if init is not None else make_weights(options.seed, config))
+        if init is not None
+        else make_weights(options.seed, config)
+    )
     net = net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
@@ -163,9 +196,11 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     if state_path.is_file():
         saved = torch.load(state_path, map_location=device, weights_only=False)
         if saved["config"] != config.to_dict() or saved["options"] != asdict(options):
-            raise SoundspaceError(f"{out} holds a training run with other settings "
-                                  f"({saved['options']}, {saved['config']}); resume it with the "
-                                  "same options, or train into another --out")
+            raise SoundspaceError(
+                f"{out} holds a training run with other settings "
+                f"({saved['options']}, {saved['config']}); resume it with the "
+                "same options, or train into another --out"
+            )
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
@@ -182,50 +217,86 @@ def train(sounds: dict, out_dir, config: ModelConfig | None = None, init: NSynth
     window = options.crop + 2 * margin
     if options.encoder_context and min(whole) < window:
         short = names[whole.index(min(whole))]
-        raise SoundspaceError(f"--encoder-context needs sounds of at least {window} samples (a crop "
-                              f"and the encoder's reach on both sides); {short} has {min(whole)}: "
-                              "use a smaller --crop or drop --encoder-context")
+        raise SoundspaceError(
+            f"--encoder-context needs sounds of at least {window} samples (a crop "
+            f"and the encoder's reach on both sides); {short} has {min(whole)}: "
+            "use a smaller --crop or drop --encoder-context"
+        )
 
     def save(loss: float) -> None:
         with atomic_file(state_path) as tmp:
-            torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "numpy_rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
-                        "options": asdict(options)}, tmp)
+            torch.save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "config": config.to_dict(),
+                    "options": asdict(options),
+                },
+                tmp,
+            )
         weights = {n: p.detach().cpu().numpy() for n, p in net.magenta_state().items()}
-        checkpoint.save_model(weights, config, out, {
-            "trained_on": names, "steps": step, "loss": loss, "options": asdict(options),
-            "init": init.identity if init is not None else None})
+        checkpoint.save_model(
+            weights,
+            config,
+            out,
+            {
+                "trained_on": names,
+                "steps": step,
+                "loss": loss,
+                "options": asdict(options),
+                "init": init.identity if init is not None else None,
+            },
+        )
 
     step_loss = torch.compile(loss_on) if compile else loss_on
     loss_value = float("nan")
-    with tqdm(total=options.steps, initial=step, disable=not progress, unit="step",
-              desc="training") as bar:
+    with tqdm(
+        total=options.steps, initial=step, disable=not progress, unit="step", desc="training"
+    ) as bar:
         while step < options.steps:
             fall = 1 + math.cos(math.pi * step / options.steps)  # a cosine from 2 down to 0
             for group in optimizer.param_groups:  # from lr to lr / 10
                 group["lr"] = options.lr * (0.1 + 0.45 * fall)
-            noise = options.input_noise
+            noise: float | torch.Tensor = options.input_noise
             if options.input_noise_end is not None:  # from input_noise to input_noise_end
-                noise = torch.tensor(options.input_noise_end + (noise - options.input_noise_end) * 0.5 * fall,
-                                     dtype=torch.float32, device=device)
+                noise = torch.tensor(
+                    options.input_noise_end + (noise - options.input_noise_end) * 0.5 * fall,
+                    dtype=torch.float32,
+                    device=device,
+                )
             picks = rng.integers(len(audio), size=options.batch)
             if options.encoder_context:
-                starts = [config.hop * int(rng.integers((len(audio[k]) - options.crop) // config.hop + 1))
-                          for k in picks]
+                starts = [
+                    config.hop * int(rng.integers((len(audio[k]) - options.crop) // config.hop + 1))
+                    for k in picks
+                ]
             else:
                 starts = [int(rng.integers(len(audio[k]) - options.crop + 1)) for k in picks]
             if options.onset_crops:
-                starts = [0 if onset else s for s, onset in
-                          zip(starts, rng.random(options.batch) < options.onset_crops)]
-            crops = torch.stack([audio[k][s:s + options.crop] for k, s in zip(picks, starts)])
+                starts = [
+                    0 if onset else s
+                    for s, onset in zip(
+                        starts, rng.random(options.batch) < options.onset_crops, strict=True
+                    )
+                ]
+            crops = torch.stack(
+                [audio[k][s : s + options.crop] for k, s in zip(picks, starts, strict=True)]
+            )
             context = at = None
             if options.encoder_context:
                 # `margin` of the sound on either side of the crop, the window moved inwards at
                 # the sound's ends: there the encoder's padding falls where generation's does.
-                cuts = [min(max(0, s - margin), whole[k] - window) for k, s in zip(picks, starts)]
-                context = torch.stack([audio[k][c:c + window] for k, c in zip(picks, cuts)])
-                at = torch.tensor([s - c for s, c in zip(starts, cuts)])
+                cuts = [
+                    min(max(0, s - margin), whole[k] - window)
+                    for k, s in zip(picks, starts, strict=True)
+                ]
+                context = torch.stack(
+                    [audio[k][c : c + window] for k, c in zip(picks, cuts, strict=True)]
+                )
+                at = torch.tensor([s - c for s, c in zip(starts, cuts, strict=True)])
             feed = options.self_feed if step >= options.self_feed_from * options.steps else 0.0
             loss = step_loss(net, crops, noise, context, at, feed)
             optimizer.zero_grad(set_to_none=True)
