@@ -11,6 +11,7 @@ recorded, 16 kHz mono of the recorded length. A space is one pad; a library has 
 combination of corner sounds. Whatever is wrong ends in one `SoundspaceError` line that names
 the problem and the fix.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,12 @@ from . import SoundspaceError
 from .audio import SAMPLE_RATE
 from .config import LibraryConfig, SpaceConfig
 from .files import inside
-from .output import FORMAT as SPACE_FORMAT, MANIFEST, cell_wav
-from .pads import FORMAT as LIBRARY_FORMAT, LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
-from .space import CELL_NAME, LINE, cells as grid_cells
+from .output import FORMAT as SPACE_FORMAT
+from .output import MANIFEST, cell_wav
+from .pads import FORMAT as LIBRARY_FORMAT
+from .pads import LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
+from .space import CELL_NAME, LINE
+from .space import cells as grid_cells
 
 __all__ = ["Cell", "Finished", "Instrument", "Pad", "read", "read_cell"]
 
@@ -42,21 +46,21 @@ _REWRITE = "run the same generate command again to rewrite it"
 
 @dataclass(frozen=True)
 class Instrument:
-    name: str   # file-name part (a library's sound name; a space's input file, simplified)
+    name: str  # file-name part (a library's sound name; a space's input file, simplified)
     label: str  # what a musician reads (the sound's label, else its name or file stem)
 
 
 @dataclass(frozen=True)
 class Cell:
-    name: str     # x00_y00
+    name: str  # x00_y00
     column: int
     row: int
-    pitch: int    # MIDI note
-    x: float      # place and weights from the grid's geometry
+    pitch: int  # MIDI note
+    x: float  # place and weights from the grid's geometry
     y: float
     weights: dict  # label -> weight of that corner's sound
-    path: Path    # the WAV, inside the folder
-    file: str     # its path relative to the pad folder, e.g. p48/x00_y00.wav
+    path: Path  # the WAV, inside the folder
+    file: str  # its path relative to the pad folder, e.g. p48/x00_y00.wav
     sha256: str
     samples: int
     peak: float
@@ -71,22 +75,22 @@ class Pad:
     name: str
     folder: Path
     corners: tuple  # one Instrument per label, in the labels' order
-    cells: dict     # (column, row, pitch) -> Cell, by pitch, then row by row from the north-west
+    cells: dict  # (column, row, pitch) -> Cell, by pitch, then row by row from the north-west
 
 
 @dataclass(frozen=True)
 class Finished:
-    kind: str         # "space" or "library"
+    kind: str  # "space" or "library"
     name: str
     folder: Path
-    labels: tuple     # LINE or SQUARE
+    labels: tuple  # LINE or SQUARE
     resolution: int
-    pitches: tuple    # MIDI notes, ascending
-    pitched: bool     # whether the files are per pitch (a library with pitches: p48/x00_y00.wav)
+    pitches: tuple  # MIDI notes, ascending
+    pitched: bool  # whether the files are per pitch (a library with pitches: p48/x00_y00.wav)
     instruments: dict  # label -> every Instrument that corner can hold
     pads: tuple
-    chain: str        # the post-processing the cells went through
-    model: str        # the model's identity
+    chain: str  # the post-processing the cells went through
+    model: str  # the model's identity
     seed: int
     weighting: str
 
@@ -105,21 +109,29 @@ def read(folder, pitch: int | None = None, page_pending: bool = False) -> Finish
     `page_pending`: also a run that lacks only its page (what the page writer reads)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SoundspaceError(f"{folder} is not a folder: give a space or library folder "
-                              "that soundspace generate wrote")
+        raise SoundspaceError(
+            f"{folder} is not a folder: give a space or library folder "
+            "that soundspace generate wrote"
+        )
     if (folder / LIBRARY_MANIFEST).is_file():
         return _library(folder, pitch, page_pending)
     if not (folder / MANIFEST).is_file():
-        raise SoundspaceError(f"{folder} is not a space or library folder: it holds no readable "
-                              f"{MANIFEST} and no {LIBRARY_MANIFEST}; give a folder that "
-                              "soundspace generate wrote")
+        raise SoundspaceError(
+            f"{folder} is not a space or library folder: it holds no readable "
+            f"{MANIFEST} and no {LIBRARY_MANIFEST}; give a folder that "
+            "soundspace generate wrote"
+        )
     manifest = _json(folder / MANIFEST)
     if manifest.get("format") == PAD_FORMAT:
-        raise SoundspaceError(f"{folder} is one pad of the library {folder.parent}: give the "
-                              "library folder (its pads go together)")
+        raise SoundspaceError(
+            f"{folder} is one pad of the library {folder.parent}: give the "
+            "library folder (its pads go together)"
+        )
     if manifest.get("format") != SPACE_FORMAT:
-        raise SoundspaceError(f"{folder} is not a space or library folder: its {MANIFEST} is not "
-                              f"of {SPACE_FORMAT}; give a folder that soundspace generate wrote")
+        raise SoundspaceError(
+            f"{folder} is not a space or library folder: its {MANIFEST} is not "
+            f"of {SPACE_FORMAT}; give a folder that soundspace generate wrote"
+        )
     return _space(folder, manifest, pitch, page_pending)
 
 
@@ -131,12 +143,16 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
     try:
         data = cell.path.read_bytes()
     except OSError as error:
-        raise SoundspaceError(f"cannot read {cell.path}: {error.strerror or error}; run the "
-                              "same generate command again to restore it") from None
+        raise SoundspaceError(
+            f"cannot read {cell.path}: {error.strerror or error}; run the "
+            "same generate command again to restore it"
+        ) from None
     if hashlib.sha256(data).hexdigest() != cell.sha256:
-        raise SoundspaceError(f"{cell.path} is not the file the run wrote (its sha256 differs "
-                              "from the manifest's): run the same generate command again to "
-                              "restore it, and save edited sounds under other names")
+        raise SoundspaceError(
+            f"{cell.path} is not the file the run wrote (its sha256 differs "
+            "from the manifest's): run the same generate command again to "
+            "restore it, and save edited sounds under other names"
+        )
     try:
         audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
     except RuntimeError as error:
@@ -162,12 +178,18 @@ def _finished(manifest: dict, path: Path, page_pending: bool) -> None:
     """The run is complete or, for the page writer (`page_pending`), lacks only its page: the
     run writes the page from what this reads, just before it says complete."""
     missing = manifest.get("missing")
-    only_page = isinstance(missing, dict) and missing.get("explorer") is True \
+    only_page = (
+        isinstance(missing, dict)
+        and missing.get("explorer") is True
         and not any(v for k, v in missing.items() if k != "explorer")
+    )
     if manifest.get("status") != "complete" and not (
-            page_pending and manifest.get("status") == "incomplete" and only_page):
-        raise SoundspaceError(f"{path} says the run is {str(manifest.get('status'))[:20]!r}, not "
-                              "complete: run the same generate command again to finish it")
+        page_pending and manifest.get("status") == "incomplete" and only_page
+    ):
+        raise SoundspaceError(
+            f"{path} says the run is {str(manifest.get('status'))[:20]!r}, not "
+            "complete: run the same generate command again to finish it"
+        )
 
 
 def _config(cls, data, path: Path):
@@ -176,16 +198,20 @@ def _config(cls, data, path: Path):
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise SoundspaceError(f"{path}: its stored configuration is not valid ({where}: "
-                              f"{first['msg']}); give a folder that soundspace generate wrote") from None
+        raise SoundspaceError(
+            f"{path}: its stored configuration is not valid ({where}: "
+            f"{first['msg']}); give a folder that soundspace generate wrote"
+        ) from None
 
 
 def _identity(manifest: dict, path: Path) -> str:
     model = manifest.get("model")
     identity = model.get("identity") if isinstance(model, dict) else None
     if not isinstance(identity, str) or not re.fullmatch(r"[0-9a-f]{8,64}", identity):
-        raise SoundspaceError(f"{path}: no model identity (the run that wrote it did not finish "
-                              "its manifest); run the same generate command again to finish it")
+        raise SoundspaceError(
+            f"{path}: no model identity (the run that wrote it did not finish "
+            "its manifest); run the same generate command again to finish it"
+        )
     return identity
 
 
@@ -196,7 +222,9 @@ def _pitch(pitch: int | None) -> tuple:
     return (pitch,)
 
 
-def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pitches: tuple) -> dict:
+def _cells(
+    entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pitches: tuple
+) -> dict:
     """Every cell of one pad from its manifest's list, checked, keyed (column, row, pitch)."""
     if not isinstance(entries, list):
         raise SoundspaceError(f"{path}: `cells` is not a list; {_REWRITE}")
@@ -208,40 +236,67 @@ def _cells(entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pi
             column, row, sha256 = entry["column"], entry["row"], entry["sha256"]
             samples, peak = entry["samples"], entry["peak"]
         except (TypeError, KeyError, AttributeError):
-            raise SoundspaceError(f"{path}: a cell entry lacks name, column, row, sha256, "
-                                  f"samples or peak; {_REWRITE}") from None
+            raise SoundspaceError(
+                f"{path}: a cell entry lacks name, column, row, sha256, samples or peak; {_REWRITE}"
+            ) from None
         try:
             cell_wav(pad_dir, name)  # refuses any name that is not a cell's or a decode's
         except SoundspaceError as error:
             raise SoundspaceError(f"{path}: {error}; {_REWRITE}") from None
-        place = grid.get(tuple(int(part[1:]) for part in name.split("_"))) \
-            if CELL_NAME.fullmatch(name) else None
+        place = grid.get(_place(name)) if CELL_NAME.fullmatch(name) else None
         if place is None or stored not in stored_pitches:
             at = "" if stored is None else f" at pitch {stored!r:.8}"
-            raise SoundspaceError(f"{path}: refusing cell {name}{at}: not a cell of this grid; "
-                                  f"{_REWRITE}")
+            raise SoundspaceError(
+                f"{path}: refusing cell {name}{at}: not a cell of this grid; {_REWRITE}"
+            )
         expected = cell_file(stored, name)
-        if file != expected or type(column) is not int or type(row) is not int \
-                or (column, row) != (place.xi, place.yi):
-            raise SoundspaceError(f"{path}: cell {name} does not describe its own WAV file and "
-                                  f"place (file {str(file)[:60]!r}, column {column!r:.8}, row "
-                                  f"{row!r:.8}): it should be {expected} at column "
-                                  f"{place.xi}, row {place.yi}; {_REWRITE}")
-        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256) \
-                or type(samples) is not int or samples <= 0 or type(peak) not in (int, float) \
-                or not math.isfinite(peak) or peak < 0:
-            raise SoundspaceError(f"{path}: cell {name} has no valid sha256, sample count or "
-                                  f"peak; {_REWRITE}")
+        if (
+            file != expected
+            or type(column) is not int
+            or type(row) is not int
+            or (column, row) != (place.xi, place.yi)
+        ):
+            raise SoundspaceError(
+                f"{path}: cell {name} does not describe its own WAV file and "
+                f"place (file {str(file)[:60]!r}, column {column!r:.8}, row "
+                f"{row!r:.8}): it should be {expected} at column "
+                f"{place.xi}, row {place.yi}; {_REWRITE}"
+            )
+        if (
+            not isinstance(sha256, str)
+            or not re.fullmatch(r"[0-9a-f]{64}", sha256)
+            or type(samples) is not int
+            or samples <= 0
+            or type(peak) not in (int, float)
+            or not math.isfinite(peak)
+            or peak < 0
+        ):
+            raise SoundspaceError(
+                f"{path}: cell {name} has no valid sha256, sample count or peak; {_REWRITE}"
+            )
         pitch = pitches[stored_pitches.index(stored)]
         if (column, row, pitch) in found:
             raise SoundspaceError(f"{path}: cell {expected} is listed twice; {_REWRITE}")
         found[(column, row, pitch)] = Cell(
-            name, column, row, pitch, place.x, place.y, dict(zip(config.labels, place.weights)),
-            inside(pad_dir, expected, "cell file"), expected, sha256, samples, float(peak))
+            name,
+            column,
+            row,
+            pitch,
+            place.x,
+            place.y,
+            dict(zip(config.labels, place.weights, strict=True)),
+            inside(pad_dir, expected, "cell file"),
+            expected,
+            sha256,
+            samples,
+            float(peak),
+        )
     missing = len(grid) * len(pitches) - len(found)
     if missing:
-        raise SoundspaceError(f"{path} lists {len(found)} cells, {missing} fewer than the grid "
-                              "has: run the same generate command again to finish it")
+        raise SoundspaceError(
+            f"{path} lists {len(found)} cells, {missing} fewer than the grid "
+            "has: run the same generate command again to finish it"
+        )
     return {(c.xi, c.yi, p): found[(c.xi, c.yi, p)] for p in pitches for c in grid.values()}
 
 
@@ -255,31 +310,49 @@ def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) 
     _finished(manifest, path, page_pending)
     space = _config(SpaceConfig, manifest.get("space"), path)
     pitches = _pitch(pitch)
-    corners = tuple(_instrument(Path(space.sounds[k].file).stem, space.sounds[k].label)
-                    for k in space.labels)
+    corners = tuple(
+        _instrument(Path(space.sounds[k].file).stem, space.sounds[k].label) for k in space.labels
+    )
     cells = _cells(manifest.get("cells"), folder, path, space, pitches, (None,))
-    return Finished("space", space.name, folder, space.labels, space.resolution, pitches, False,
-                    {k: (c,) for k, c in zip(space.labels, corners)},
-                    (Pad(space.name, folder, corners, cells),), space.postprocess.chain,
-                    _identity(manifest, path), space.seed, space.weighting)
+    return Finished(
+        "space",
+        space.name,
+        folder,
+        space.labels,
+        space.resolution,
+        pitches,
+        False,
+        {k: (c,) for k, c in zip(space.labels, corners, strict=True)},
+        (Pad(space.name, folder, corners, cells),),
+        space.postprocess.chain,
+        _identity(manifest, path),
+        space.seed,
+        space.weighting,
+    )
 
 
 def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
     path = folder / LIBRARY_MANIFEST
     manifest = _json(path)
     if manifest.get("format") != LIBRARY_FORMAT:
-        raise SoundspaceError(f"{path} is not a library manifest ({LIBRARY_FORMAT}); give a "
-                              "folder that soundspace generate wrote")
+        raise SoundspaceError(
+            f"{path} is not a library manifest ({LIBRARY_FORMAT}); give a "
+            "folder that soundspace generate wrote"
+        )
     _finished(manifest, path, page_pending)
     library = _config(LibraryConfig, manifest.get("library"), path)
     if library.pitches is not None and pitch is not None:
-        raise SoundspaceError(f"--pitch is for a space, whose files do not say their note; the "
-                              f"library {library.name} has its pitches "
-                              f"({' '.join(map(str, library.pitches))}): drop --pitch")
+        raise SoundspaceError(
+            f"--pitch is for a space, whose files do not say their note; the "
+            f"library {library.name} has its pitches "
+            f"({' '.join(map(str, library.pitches))}): drop --pitch"
+        )
     stored = tuple(sorted(library.pitches)) if library.pitches is not None else (None,)
     pitches = stored if library.pitches is not None else _pitch(pitch)
-    instruments = {k: tuple(Instrument(s.name, s.label or s.name) for s in library.sounds[k])
-                   for k in library.labels}
+    instruments = {
+        k: tuple(Instrument(s.name, s.label or s.name) for s in library.sounds[k])
+        for k in library.labels
+    }
     entries = manifest.get("pads")
     if not isinstance(entries, list) or not entries:
         raise SoundspaceError(f"{path}: `pads` is not a list of pads; {_REWRITE}")
@@ -292,27 +365,51 @@ def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
         for label in library.labels:
             found = [i for i in instruments[label] if i.name == sounds[label]]
             if not found:  # the validated configuration's names are plain file-name parts
-                raise SoundspaceError(f"{path}: a pad's {label} sound {str(sounds[label])[:40]!r} "
-                                      f"is not one of that corner's sounds; {_REWRITE}")
+                raise SoundspaceError(
+                    f"{path}: a pad's {label} sound {str(sounds[label])[:40]!r} "
+                    f"is not one of that corner's sounds; {_REWRITE}"
+                )
             corners.append(found[0])
         name = "_".join(i.name for i in corners)
         if entry.get("name") != name or name in names:
-            raise SoundspaceError(f"{path}: pad {str(entry.get('name'))[:80]!r} should be named "
-                                  f"{name}, once; {_REWRITE}")
+            raise SoundspaceError(
+                f"{path}: pad {str(entry.get('name'))[:80]!r} should be named "
+                f"{name}, once; {_REWRITE}"
+            )
         names.add(name)
         pad_dir = inside(folder, name, "pad folder")
         pad_manifest = _json(pad_dir / PAD_MANIFEST)
         if pad_manifest.get("format") != PAD_FORMAT or pad_manifest.get("pad") != name:
-            raise SoundspaceError(f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; "
-                                  f"{_REWRITE}")
-        cells = _cells(pad_manifest.get("cells"), pad_dir, pad_dir / PAD_MANIFEST, library,
-                       pitches, stored)
+            raise SoundspaceError(
+                f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; {_REWRITE}"
+            )
+        cells = _cells(
+            pad_manifest.get("cells"), pad_dir, pad_dir / PAD_MANIFEST, library, pitches, stored
+        )
         pads.append(Pad(name, pad_dir, tuple(corners), cells))
     every = math.prod(len(instruments[label]) for label in library.labels)
     if len(pads) != every:
-        raise SoundspaceError(f"{path} lists {len(pads)} pads where its corners make {every}; "
-                              f"{_REWRITE}")
-    return Finished("library", library.name, folder, library.labels, library.resolution, pitches,
-                    library.pitches is not None, instruments, tuple(pads),
-                    library.postprocess.chain, _identity(manifest, path), library.seed,
-                    library.weighting)
+        raise SoundspaceError(
+            f"{path} lists {len(pads)} pads where its corners make {every}; {_REWRITE}"
+        )
+    return Finished(
+        "library",
+        library.name,
+        folder,
+        library.labels,
+        library.resolution,
+        pitches,
+        library.pitches is not None,
+        instruments,
+        tuple(pads),
+        library.postprocess.chain,
+        _identity(manifest, path),
+        library.seed,
+        library.weighting,
+    )
+
+
+def _place(name: str) -> tuple[int, int]:
+    """A cell's (column, row) from its name, `x03_y07`."""
+    column, row = name.split("_")
+    return int(column[1:]), int(row[1:])

@@ -21,6 +21,7 @@ Input files: a sound's file at a pitch is `pattern` filled with the sound's name
 MIDI note, in or out of the library's list) by resampling with soxr (a speed change: one
 semitone is a factor 2^(1/12)), at most `max_shift_semitones` away; the shift is recorded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,7 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE, fit, load_audio
-from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig
+from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig, LibrarySound
 from .files import inside
 from .space import cells
 
@@ -46,15 +47,18 @@ MAX_DECODES = 16_641
 # 8 K80s with Magenta's generator at batch 512 (docs: prior art). This engine on a current GPU is
 # faster; it has not been measured here, so the estimate is an upper bound.
 GPU_SECONDS_PER_SAMPLE = 36 * 8 * 3600 / (120_000 * 64_000)
-ASSUMPTIONS = ("cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, batch 81 "
-               "(soundspace bench); gpu_hours: Open NSynth Super's measured rate with Magenta's "
-               "generator on K80 GPUs (an upper bound, not measured with this engine); a small "
-               "model such as the demo model decodes far faster than either")
+ASSUMPTIONS = (
+    "cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, batch 81 "
+    "(soundspace bench); gpu_hours: Open NSynth Super's measured rate with Magenta's "
+    "generator on K80 GPUs (an upper bound, not measured with this engine); a small "
+    "model such as the demo model decodes far faster than either"
+)
 
 
 @dataclass(frozen=True)
 class Input:
     """One sound at one pitch: the file it comes from and how far it was shifted."""
+
     sound: str
     pitch: int | None
     file: str  # relative to the dataset folder
@@ -62,7 +66,10 @@ class Input:
 
     @property
     def semitones(self) -> int:
-        return 0 if self.pitch is None else self.pitch - self.source_pitch
+        if self.pitch is None:
+            return 0
+        assert self.source_pitch is not None  # an input at a pitch has a file at some pitch
+        return self.pitch - self.source_pitch
 
 
 @dataclass(frozen=True)
@@ -107,40 +114,61 @@ class LibraryPlan:
     def cost(self) -> dict:
         """Counts and estimates for `soundspace plan` (and the refusal of a huge library)."""
         samples = sum(self.samples[d.pitch] for d in self.decodes)
-        return {"library": self.config.name, "pads": len(self.pads),
-                "pitches": [p for p in self.pitches if p is not None],
-                "cells": self.cells_total, "decodes": len(self.decodes),
-                "shared_cells": self.cells_total - len(self.decodes),
-                "grid": grid_size(self.config),
-                "weighting": self.config.weighting, **estimate(samples),
-                "shifted": [{"sound": i.sound, "pitch": i.pitch, "from": i.source_pitch,
-                             "semitones": i.semitones} for i in self.inputs.values() if i.semitones],
-                "assumptions": ASSUMPTIONS}
+        return {
+            "library": self.config.name,
+            "pads": len(self.pads),
+            "pitches": [p for p in self.pitches if p is not None],
+            "cells": self.cells_total,
+            "decodes": len(self.decodes),
+            "shared_cells": self.cells_total - len(self.decodes),
+            "grid": grid_size(self.config),
+            "weighting": self.config.weighting,
+            **estimate(samples),
+            "shifted": [
+                {
+                    "sound": i.sound,
+                    "pitch": i.pitch,
+                    "from": i.source_pitch,
+                    "semitones": i.semitones,
+                }
+                for i in self.inputs.values()
+                if i.semitones
+            ],
+            "assumptions": ASSUMPTIONS,
+        }
 
 
 def grid_size(config) -> str:
-    """"9 x 9" for a square, "9" for a line."""
-    return f"{config.resolution}" + ("" if config.labels == ("LEFT", "RIGHT")
-                                     else f" x {config.resolution}")
+    """ "9 x 9" for a square, "9" for a line."""
+    return f"{config.resolution}" + (
+        "" if config.labels == ("LEFT", "RIGHT") else f" x {config.resolution}"
+    )
 
 
 def estimate(samples: int) -> dict:
     """What decoding `samples` samples costs (on the terms of ASSUMPTIONS)."""
-    return {"audio_hours": samples / SAMPLE_RATE / 3600,
-            "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
-            "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600}
+    return {
+        "audio_hours": samples / SAMPLE_RATE / 3600,
+        "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
+        "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600,
+    }
 
 
 def mix_of(pad: Pad, weights) -> tuple:
     """A cell's weight per sound: corners holding the same sound add up; zeros are dropped."""
-    totals = {}
-    for sound, weight in zip(pad.sounds, weights):
+    totals: dict[str, float] = {}
+    for sound, weight in zip(pad.sounds, weights, strict=True):
         totals[sound] = totals.get(sound, 0.0) + weight
-    return tuple(sorted((s, round(w, WEIGHT_DECIMALS)) for s, w in totals.items()
-                        if round(w, WEIGHT_DECIMALS) != 0))
+    return tuple(
+        sorted(
+            (s, round(w, WEIGHT_DECIMALS))
+            for s, w in totals.items()
+            if round(w, WEIGHT_DECIMALS) != 0
+        )
+    )
 
 
-def decode_identity(pitch, mix) -> tuple[str, list]:
+def decode_identity(pitch, mix) -> tuple[str, int]:
     """The decode's name and its random stream, from its pitch and mix alone."""
     digest = hashlib.sha256(json.dumps([pitch, mix]).encode()).hexdigest()
     name = f"d{pitch:03d}-{digest[:16]}" if pitch is not None else f"d-{digest[:16]}"  # DECODE_NAME
@@ -149,8 +177,10 @@ def decode_identity(pitch, mix) -> tuple[str, list]:
 
 def pads_of(config: LibraryConfig) -> list[Pad]:
     corners = [config.sounds[label] for label in config.labels]
-    return [Pad("_".join(s.name for s in combo), tuple(s.name for s in combo))
-            for combo in itertools.product(*corners)]
+    return [
+        Pad("_".join(s.name for s in combo), tuple(s.name for s in combo))
+        for combo in itertools.product(*corners)
+    ]
 
 
 def _pattern(config: LibraryConfig, path: Path) -> str:
@@ -159,13 +189,17 @@ def _pattern(config: LibraryConfig, path: Path) -> str:
         fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
         pattern.format(sound="x", pitch=60)
     except (ValueError, KeyError, IndexError, AttributeError) as error:
-        raise SoundspaceError(f"{path}: field pattern {pattern!r} is not a usable file pattern "
-                              f"({error}); write it like \"{{sound}}_{{pitch}}.wav\"") from None
+        raise SoundspaceError(
+            f"{path}: field pattern {pattern!r} is not a usable file pattern "
+            f'({error}); write it like "{{sound}}_{{pitch}}.wav"'
+        ) from None
     needed = {"sound", "pitch"} if config.pitches else {"sound"}
     if fields != needed:
-        raise SoundspaceError(f"{path}: field pattern {pattern!r} must contain "
-                              f"{' and '.join('{' + f + '}' for f in sorted(needed))} and nothing "
-                              f"else in braces (it has {', '.join(sorted(fields)) or 'none'})")
+        raise SoundspaceError(
+            f"{path}: field pattern {pattern!r} must contain "
+            f"{' and '.join('{' + f + '}' for f in sorted(needed))} and nothing "
+            f"else in braces (it has {', '.join(sorted(fields)) or 'none'})"
+        )
     return pattern
 
 
@@ -174,17 +208,21 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
     pitches where allowed; every refusal names the sound, the pitches and the fix."""
     where = folder / "space.json"
     pattern = _pattern(config, where)
-    sounds = {}
+    sounds: dict[str, LibrarySound] = {}
     for label in config.labels:
         for sound in config.sounds[label]:
             if sounds.setdefault(sound.name, sound) != sound:
-                raise SoundspaceError(f"{where}: sound {sound.name} is defined twice, differently "
-                                      "(corners may share a sound, with the same definition)")
+                raise SoundspaceError(
+                    f"{where}: sound {sound.name} is defined twice, differently "
+                    "(corners may share a sound, with the same definition)"
+                )
 
     def file_at(sound, pitch) -> str:
         if sound.files is not None:
             return sound.files.get(pitch)
-        return sound.file if sound.file is not None else pattern.format(sound=sound.name, pitch=pitch)
+        return (
+            sound.file if sound.file is not None else pattern.format(sound=sound.name, pitch=pitch)
+        )
 
     def exists(rel: str | None) -> bool:
         if rel is None:
@@ -192,9 +230,12 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
         try:
             return inside(folder, rel, "sound file").is_file()
         except SoundspaceError as error:
-            raise SoundspaceError(f"{where}: {error}; name sound files relative to {folder}") from None
+            raise SoundspaceError(
+                f"{where}: {error}; name sound files relative to {folder}"
+            ) from None
 
-    inputs, unmatched = {}, []
+    inputs: dict[tuple[str, int | None], Input] = {}
+    unmatched: list[str] = []
     for name, sound in sounds.items():
         if config.pitches is None:
             rel = file_at(sound, None)
@@ -211,9 +252,11 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
         if missing and config.missing_pitches == "error":
             raise SoundspaceError(
                 f"{where}: sound {name} has no file for pitch {', '.join(map(str, missing))} "
-                f"(looked for {file_at(sound, missing[0])}; it has {', '.join(map(str, sorted(have)))}); "
-                "add the files, or set \"missing_pitches\": \"shift\" to make them from its "
-                "nearest pitch")
+                f"(looked for {file_at(sound, missing[0])}; it has "
+                f"{', '.join(map(str, sorted(have)))}); "
+                'add the files, or set "missing_pitches": "shift" to make them from its '
+                "nearest pitch"
+            )
         for pitch in config.pitches:
             source = min(have, key=lambda p: (abs(p - pitch), p))
             if abs(source - pitch) > config.max_shift_semitones:
@@ -221,14 +264,17 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
                     f"{where}: sound {name} has no file for pitch {pitch}, and its nearest pitch "
                     f"({source}) is {abs(source - pitch)} semitones away, more than "
                     f"max_shift_semitones ({config.max_shift_semitones}); add a file nearer "
-                    "that pitch, or raise max_shift_semitones (up to 12)")
+                    "that pitch, or raise max_shift_semitones (up to 12)"
+                )
             inputs[(name, pitch)] = Input(name, pitch, have[source], source)
     if unmatched:
         nothing = len(unmatched) == len(sounds)
+        what = f"the pattern {pattern!r} matches no file" if nothing else "no file"
         raise SoundspaceError(
-            f"{where}: {'the pattern ' + repr(pattern) + ' matches no file' if nothing else 'no file'} "
+            f"{where}: {what} "
             f"for {', '.join(unmatched)} in {folder}; name the files by the pattern, change "
-            "`pattern`, or give each sound its `files`")
+            "`pattern`, or give each sound its `files`"
+        )
     return inputs
 
 
@@ -239,8 +285,9 @@ def shift(audio: np.ndarray, semitones: int) -> np.ndarray:
 
     if semitones == 0:
         return audio
-    return soxr.resample(audio, SAMPLE_RATE * 2 ** (semitones / 12), SAMPLE_RATE,
-                         quality="VHQ").astype(np.float32)
+    return soxr.resample(
+        audio, SAMPLE_RATE * 2 ** (semitones / 12), SAMPLE_RATE, quality="VHQ"
+    ).astype(np.float32)
 
 
 def load_inputs(config: LibraryConfig, folder: Path, inputs: dict) -> tuple[dict, dict]:
@@ -263,8 +310,8 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
     inputs = find_inputs(config, folder)
     audio, lengths = load_inputs(config, folder, inputs)
     pads = pads_of(config)
-    pitches = config.pitches or [None]
-    samples = {}
+    pitches: list[int | None] = [*config.pitches] if config.pitches else [None]
+    samples: dict[int | None, int] = {}
     for pitch in pitches:
         for pad in pads:
             found = {s: lengths[(s, pitch)] for s in pad.sounds}
@@ -272,15 +319,19 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
                 at = f" at pitch {pitch}" if pitch is not None else ""
                 raise SoundspaceError(
                     f"{folder / 'space.json'}: the sounds of pad {pad.name} have different "
-                    f"lengths{at} ({', '.join(f'{s} {n / SAMPLE_RATE:g} s' for s, n in found.items())}); "
-                    "set `length` (seconds) to cut or pad every sound to one length")
+                    f"lengths{at} "
+                    f"({', '.join(f'{s} {n / SAMPLE_RATE:g} s' for s, n in found.items())}); "
+                    "set `length` (seconds) to cut or pad every sound to one length"
+                )
             samples.setdefault(pitch, next(iter(found.values())))
     grid = cells(config.labels, config.resolution, config.weighting)
-    mixes, cell_mix = {}, {}
+    mixes: dict[tuple, int] = {}  # mix -> its index, in order of first use
+    cell_mix: dict[tuple[int, int], int] = {}  # (pad index, cell index) -> mix index
     for p, pad in enumerate(pads):
         for c, cell in enumerate(grid):
             cell_mix[(p, c)] = mixes.setdefault(mix_of(pad, cell.weights), len(mixes))
-    decodes, cell_decode = [], {}
+    decodes: list[Decode] = []
+    cell_decode: dict[tuple[int, int | None, int], int] = {}
     for pitch in pitches:
         first = len(decodes)
         for mix in mixes:
@@ -289,20 +340,25 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
         for (p, c), m in cell_mix.items():
             cell_decode[(p, pitch, c)] = first + m
             decodes[first + m].cells.append((p, c))
-    return LibraryPlan(config, folder, pads, pitches, grid, inputs, audio, samples, decodes,
-                       cell_decode)
+    return LibraryPlan(
+        config, folder, pads, pitches, grid, inputs, audio, samples, decodes, cell_decode
+    )
 
 
 def describe_cost(cost: dict) -> str:
     """The plan as `soundspace plan` prints it."""
     pitches = cost["pitches"]
     if "space" in cost:
-        lines = [f"space {cost['space']}: {cost['grid']} grid ({cost['weighting']}) = "
-                 f"{cost['cells']:,} cells"]
+        lines = [
+            f"space {cost['space']}: {cost['grid']} grid ({cost['weighting']}) = "
+            f"{cost['cells']:,} cells"
+        ]
     else:
-        lines = [f"library {cost['library']}: {cost['pads']:,} pad(s) x {len(pitches) or 1} "
-                 f"pitch(es) x {cost['grid']} grid ({cost['weighting']}) = {cost['cells']:,} cells",
-                 f"pitches: {' '.join(map(str, pitches)) or '(one, unnamed)'}"]
+        lines = [
+            f"library {cost['library']}: {cost['pads']:,} pad(s) x {len(pitches) or 1} "
+            f"pitch(es) x {cost['grid']} grid ({cost['weighting']}) = {cost['cells']:,} cells",
+            f"pitches: {' '.join(map(str, pitches)) or '(one, unnamed)'}",
+        ]
     lines += [
         f"distinct decodes: {cost['decodes']:,} ({cost['shared_cells']:,} cells share a decode "
         "with another cell)",
@@ -310,6 +366,9 @@ def describe_cost(cost: dict) -> str:
         f"estimated: {cost['cpu_hours']:,.1f} CPU hours, {cost['gpu_hours']:,.1f} GPU hours",
         f"  ({cost['assumptions']})",
     ]
-    lines += [f"shifted: {s['sound']} at pitch {s['pitch']} from {s['from']} "
-              f"({s['semitones']:+d} semitones)" for s in cost["shifted"]]
+    lines += [
+        f"shifted: {s['sound']} at pitch {s['pitch']} from {s['from']} "
+        f"({s['semitones']:+d} semitones)"
+        for s in cost["shifted"]
+    ]
     return "\n".join(lines)

@@ -5,11 +5,12 @@ A point's key hashes the model, the input audio, the weights (to 9 decimals), it
 `(seed, index of its first cell)`, the length and the post-processing; its cells are named by
 grid place (`x00_y00`) and written straight into the space's folder (pipeline/output.py).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +18,35 @@ import numpy as np
 from . import SoundspaceError, files, output
 from .audio import SAMPLE_RATE, load_sound
 from .library import ASSUMPTIONS, estimate, grid_size
-from .plan import (Group, Plan, blocks, check_length, encoder, hold, output_folder,
-                   shard_specs, tidy)
+from .plan import Group, Plan, blocks, check_length, encoder, hold, output_folder, shard_specs, tidy
 from .space import cells, interpolate, unique_weights
 
 
 class SpacePlanner:
-    def __init__(self, space, folder: Path, workflow, model_dir: Path, root: Path, workflow_path,
-                 force: bool):
+    def __init__(
+        self, space, folder: Path, workflow, model_dir: Path, root: Path, workflow_path, force: bool
+    ):
         self.space, self.folder, self.workflow, self.model_dir = space, folder, workflow, model_dir
-        self.root, self.workflow_path, self.force, self.name = root, workflow_path, force, space.name
+        self.root, self.workflow_path, self.force, self.name = (
+            root,
+            workflow_path,
+            force,
+            space.name,
+        )
 
     def prepare(self, watch) -> None:
         space, folder = self.space, self.folder
         with watch("audio in"):
-            self.audio = np.stack([load_sound(folder / space.sounds[label].file, space.samples)
-                                   for label in space.labels])
-            self.sounds_sha256 = {label: files.sha256_file(folder / space.sounds[label].file)
-                                  for label in space.labels}
+            self.audio = np.stack(
+                [
+                    load_sound(folder / space.sounds[label].file, space.samples)
+                    for label in space.labels
+                ]
+            )
+            self.sounds_sha256 = {
+                label: files.sha256_file(folder / space.sounds[label].file)
+                for label in space.labels
+            }
         with watch("encode"):
             self.model = encoder(self.workflow, self.model_dir)
             check_length(space.samples, self.model, folder / "space.json")
@@ -54,24 +66,53 @@ class SpacePlanner:
         points = []
         for p, members in enumerate(groups):
             seed = [space.seed, members[0]]  # the first cell's place in the grid
-            points.append({"seed": seed, "cells": [grid[c].name for c in members],
-                           "key": output.cell_key({"model": self.model.identity,
-                                                   "inputs": inputs_sha256,
-                                                   "weights": [round(w, 9) for w in self.weights[p]],
-                                                   "seed": seed, "samples": space.samples,
-                                                   "postprocess": post})})
+            points.append(
+                {
+                    "seed": seed,
+                    "cells": [grid[c].name for c in members],
+                    "key": output.cell_key(
+                        {
+                            "model": self.model.identity,
+                            "inputs": inputs_sha256,
+                            "weights": [round(w, 9) for w in self.weights[p]],
+                            "seed": seed,
+                            "samples": space.samples,
+                            "postprocess": post,
+                        }
+                    ),
+                }
+            )
         self.space_dir = space_dir = output_folder(self.root, space.name, "space")
         hold(space_dir, locks, wait, log)
         self._check_same_sounds()
         tidy(space_dir, self.force, {cell.name for cell in grid})
         self.earlier_runs = self._earlier_runs()
-        specs = shard_specs(space.name, self.model_dir, self.model, space.model, self.workflow,
-                            post, points, [Group(space.samples, list(range(len(points))),
-                                                 self.point_embeddings)])
-        written = [output.MANIFEST, output.EMBEDDINGS, *output.EXPLORER_FILES,
-                   *(output.PICTURE,) * pictures, *(f"{cell.name}.wav" for cell in grid)]
-        return Plan(space.name, space_dir, space_dir, points, specs, written,
-                    output.WRITTEN_FOLDERS[:2 + pictures])
+        specs = shard_specs(
+            space.name,
+            self.model_dir,
+            self.model,
+            space.model,
+            self.workflow,
+            post,
+            points,
+            [Group(space.samples, list(range(len(points))), self.point_embeddings)],
+        )
+        written = [
+            output.MANIFEST,
+            output.EMBEDDINGS,
+            *output.EXPLORER_FILES,
+            *(output.PICTURE,) * pictures,
+            *(f"{cell.name}.wav" for cell in grid),
+        ]
+        return Plan(
+            space.name,
+            space_dir,
+            space_dir,
+            points,
+            specs,
+            written,
+            output.WRITTEN_FOLDERS[: 2 + pictures],
+        )
 
     def _check_same_sounds(self) -> None:
         """Two datasets whose spaces share a name would overwrite each other's cells: refuse. A
@@ -85,17 +126,24 @@ class SpacePlanner:
         if self.force or (old_sounds is None and made_from in (None, str(self.folder.resolve()))):
             return
         if old_sounds != self.sounds_sha256:
-            raise SoundspaceError(f"{self.space_dir} holds a space made from other sounds (dataset "
-                                  f"{made_from}); give this space another name in "
-                                  f"{self.folder / 'space.json'}, another --output, or --force to "
-                                  "replace it")
+            raise SoundspaceError(
+                f"{self.space_dir} holds a space made from other sounds (dataset "
+                f"{made_from}); give this space another name in "
+                f"{self.folder / 'space.json'}, another --output, or --force to "
+                "replace it"
+            )
 
     def _earlier_runs(self) -> list:
         """The timings of the runs that made this space so far, from its manifest (newest last)."""
         try:
             old = json.loads((self.space_dir / output.MANIFEST).read_text())
-            runs = old.get("earlier_runs", []) + [{k: old[k] for k in (
-                "status", "finished_at", "decoded", "timings_seconds") if k in old}]
+            runs = old.get("earlier_runs", []) + [
+                {
+                    k: old[k]
+                    for k in ("status", "finished_at", "decoded", "timings_seconds")
+                    if k in old
+                }
+            ]
             return [run for run in runs if isinstance(run, dict)][-20:]
         except (OSError, ValueError, TypeError, AttributeError):
             return []
@@ -109,42 +157,57 @@ class SpacePlanner:
         count, left = len(self.grid), len(self.grid) - len(records)
         wav = 44 + 2 * self.space.samples
         per_cell = blocks(wav) + blocks(600) + (blocks(20_000) if pictures else 0)
-        explorer = 2 * blocks(count * (wav * 4 // 3 + 300)) + (blocks(60_000 * count)
-                                                               if pictures else 0)
+        explorer = 2 * blocks(count * (wav * 4 // 3 + 300)) + (
+            blocks(60_000 * count) if pictures else 0
+        )
         embedding_values = (count + 4) * self.point_embeddings.shape[1] * 16
         return left * per_cell + 2 * blocks(4 * embedding_values) + explorer + (1 << 20)
 
     def save_manifest(self, status: str, missing: dict, records: dict, progress: dict) -> None:
         space, model, labels = self.space, self.model, self.space.labels
-        output.write_manifest(self.space_dir, {
-            "status": status,
-            "missing": missing,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "decoded": progress["decoded"],
-            "space": space.model_dump(),
-            "dataset": str(self.folder.resolve()),
-            "workflow": self.workflow.model_dump(),
-            "workflow_file": str(Path(self.workflow_path).resolve()),
-            "model": {"identity": model.identity, "folder": str(self.model_dir),
-                      "config": model.config.to_dict(), "device": str(model.device)},
-            "seed": space.seed,
-            "sample_rate": SAMPLE_RATE,
-            "inputs": {label: space.sounds[label].model_dump() for label in labels},
-            "sounds_sha256": self.sounds_sha256,
-            "cells": [_cell_entry(cell, labels, records[cell.name])
-                      for cell in self.grid if cell.name in records],
-            "cells_total": len(self.grid),
-            "timings_seconds": progress["timings_seconds"],
-            "decode_breakdown_seconds": progress["decode_breakdown_seconds"],
-            "earlier_runs": self.earlier_runs,
-        })
+        output.write_manifest(
+            self.space_dir,
+            {
+                "status": status,
+                "missing": missing,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "decoded": progress["decoded"],
+                "space": space.model_dump(),
+                "dataset": str(self.folder.resolve()),
+                "workflow": self.workflow.model_dump(),
+                "workflow_file": str(Path(self.workflow_path).resolve()),
+                "model": {
+                    "identity": model.identity,
+                    "folder": str(self.model_dir),
+                    "config": model.config.to_dict(),
+                    "device": str(model.device),
+                },
+                "seed": space.seed,
+                "sample_rate": SAMPLE_RATE,
+                "inputs": {label: space.sounds[label].model_dump() for label in labels},
+                "sounds_sha256": self.sounds_sha256,
+                "cells": [
+                    _cell_entry(cell, labels, records[cell.name])
+                    for cell in self.grid
+                    if cell.name in records
+                ],
+                "cells_total": len(self.grid),
+                "timings_seconds": progress["timings_seconds"],
+                "decode_breakdown_seconds": progress["decode_breakdown_seconds"],
+                "earlier_runs": self.earlier_runs,
+            },
+        )
 
     def write(self, records: dict) -> None:
         grid = self.grid
-        output.write_embeddings(self.space_dir, labels=np.array(self.space.labels),
-                                inputs=self.inputs, cell_names=np.array([c.name for c in grid]),
-                                weights=np.array([c.weights for c in grid]),
-                                cells=self.point_embeddings[[self.index[c] for c in range(len(grid))]])
+        output.write_embeddings(
+            self.space_dir,
+            labels=np.array(self.space.labels),
+            inputs=self.inputs,
+            cell_names=np.array([c.name for c in grid]),
+            weights=np.array([c.weights for c in grid]),
+            cells=self.point_embeddings[[self.index[c] for c in range(len(grid))]],
+        )
 
     def write_page(self, pictures: bool) -> None:
         from . import explorer
@@ -160,15 +223,34 @@ def space_cost(space) -> dict:
     counts them (weight sets equal to 9 decimals are one decode), priced like a library's."""
     grid = cells(space.labels, space.resolution, space.weighting)
     weights, _ = unique_weights(grid)
-    return {"space": space.name, "pads": 1, "pitches": [], "cells": len(grid),
-            "decodes": len(weights), "shared_cells": len(grid) - len(weights),
-            "grid": grid_size(space), "weighting": space.weighting,
-            **estimate(len(weights) * space.samples), "shifted": [], "assumptions": ASSUMPTIONS}
+    return {
+        "space": space.name,
+        "pads": 1,
+        "pitches": [],
+        "cells": len(grid),
+        "decodes": len(weights),
+        "shared_cells": len(grid) - len(weights),
+        "grid": grid_size(space),
+        "weighting": space.weighting,
+        **estimate(len(weights) * space.samples),
+        "shifted": [],
+        "assumptions": ASSUMPTIONS,
+    }
 
 
 def _cell_entry(cell, labels, record: dict) -> dict:
-    return {"name": cell.name, "column": cell.xi, "row": cell.yi, "x": cell.x, "y": cell.y,
-            "weights": dict(zip(labels, cell.weights)), "file": record["file"],
-            "samples": record["samples"], "seconds": record["samples"] / SAMPLE_RATE,
-            "peak": record["peak"], "seed": record["seed"],
-            "decoded_with": record["decoded_with"], "sha256": record["sha256"]}
+    return {
+        "name": cell.name,
+        "column": cell.xi,
+        "row": cell.yi,
+        "x": cell.x,
+        "y": cell.y,
+        "weights": dict(zip(labels, cell.weights, strict=True)),
+        "file": record["file"],
+        "samples": record["samples"],
+        "seconds": record["samples"] / SAMPLE_RATE,
+        "peak": record["peak"],
+        "seed": record["seed"],
+        "decoded_with": record["decoded_with"],
+        "sha256": record["sha256"],
+    }

@@ -161,9 +161,11 @@ class Run:
                 self.planner.write_page(pictures)
             except (SoundspaceError, OSError) as error:
                 why = files.describe(error) if isinstance(error, OSError) else str(error)
-                raise SoundspaceError(f"every cell of {folder} is finished, but writing its "
-                                      f"explorer failed: {why}; then run `soundspace explore "
-                                      f"{folder}` (or generate again)") from None
+                raise SoundspaceError(
+                    f"every cell of {folder} is finished, but writing its "
+                    f"explorer failed: {why}; then run `soundspace explore "
+                    f"{folder}` (or generate again)"
+                ) from None
         self.save("complete")
         cells, pads, pitches = self.planner.counts()
         return RunResult(

@@ -7,6 +7,7 @@ the folder on 127.0.0.1 for stricter browsers. A space whose sounds exceed `EMBE
 no sounds in the page: it fetches each cell's WAV when it plays it, over `serve` (from disk it
 says so). A library's page is `library.py`. Nothing is fetched from the internet.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,10 +16,11 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .. import SoundspaceError, finished
-from ..files import atomic_write, inside
 from ..config import SOUND_NAME
+from ..files import atomic_write, inside
 from ..output import EXPLORER_FILES, PICTURE, THUMBS
 from ..pads import LIBRARY_MANIFEST
 from ..space import CELL_NAME
@@ -29,12 +31,16 @@ INDEX, DATA = EXPLORER_FILES
 # not fetch) only while all of them fit; above it the page fetches them over `soundspace serve`.
 EMBED_BYTES = 8_000_000
 # What `serve` answers: the explorer's own files and nothing else of the folder.
-SERVED = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
-                    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?")
+SERVED = re.compile(
+    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
+    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?"
+)
 # ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
-SERVED_LIBRARY = re.compile(rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
-                            rf"/(?:(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav|{re.escape(PICTURE)}|"
-                            rf"{THUMBS}/{CELL_NAME.pattern}\.png))?")
+SERVED_LIBRARY = re.compile(
+    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
+    rf"/(?:(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav|{re.escape(PICTURE)}|"
+    rf"{THUMBS}/{CELL_NAME.pattern}\.png))?"
+)
 
 
 def page(template: str, title: str) -> bytes:
@@ -58,22 +64,51 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
     pad = space.pads[0]
     cells = list(pad.cells.values())
     wav = {cell.name: finished.read_cell(cell) for cell in cells}  # (bytes, samples), checked
-    corners = {label: i.label for label, i in zip(space.labels, pad.corners)}
+    corners = {label: i.label for label, i in zip(space.labels, pad.corners, strict=True)}
     written = []
     if pictures_too:
-        written += pictures.draw(space_dir, space.name, space.weighting, corners, cells,
-                                 {name: samples / 32768 for name, (_, samples) in wav.items()})
-    thumbs = {name: f"{THUMBS}/{name}.png" for name in wav
-              if inside(space_dir, f"{THUMBS}/{name}.png").is_file()}
-    data = {"name": space.name, "resolution": space.resolution, "weighting": space.weighting,
-            "labels": corners, "line": space.line,
-            "cells": [{"name": c.name, "column": c.column, "row": c.row, "x": c.x, "y": c.y,
-                       "weights": c.weights, "file": c.file, "seconds": c.seconds, "peak": c.peak}
-                      for c in cells],
-            "thumbs": thumbs, "soundBytes": sum((len(d) + 2) // 3 * 4 for d, _ in wav.values()),
-            "embedLimit": embed_bytes}
-    data["audio"] = {} if data["soundBytes"] > embed_bytes else \
-        {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
+        written += pictures.draw(
+            space_dir,
+            space.name,
+            space.weighting,
+            corners,
+            cells,
+            {name: samples / 32768 for name, (_, samples) in wav.items()},
+        )
+    thumbs = {
+        name: f"{THUMBS}/{name}.png"
+        for name in wav
+        if inside(space_dir, f"{THUMBS}/{name}.png").is_file()
+    }
+    data: dict[str, Any] = {
+        "name": space.name,
+        "resolution": space.resolution,
+        "weighting": space.weighting,
+        "labels": corners,
+        "line": space.line,
+        "cells": [
+            {
+                "name": c.name,
+                "column": c.column,
+                "row": c.row,
+                "x": c.x,
+                "y": c.y,
+                "weights": c.weights,
+                "file": c.file,
+                "seconds": c.seconds,
+                "peak": c.peak,
+            }
+            for c in cells
+        ],
+        "thumbs": thumbs,
+        "soundBytes": sum((len(d) + 2) // 3 * 4 for d, _ in wav.values()),
+        "embedLimit": embed_bytes,
+    }
+    data["audio"] = (
+        {}
+        if data["soundBytes"] > embed_bytes
+        else {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
+    )
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]
@@ -94,8 +129,10 @@ def serve(space_dir, port: int = 8765) -> None:
     class ExplorerOnly(SimpleHTTPRequestHandler):
         def send_head(self):
             host = (self.headers.get("Host") or "").rsplit(":", 1)
-            if host[0] not in ("127.0.0.1", "localhost") or \
-                    (len(host) == 2 and host[1] != str(self.server.server_port)):
+            assert isinstance(self.server, ThreadingHTTPServer)  # the server made below
+            if host[0] not in ("127.0.0.1", "localhost") or (
+                len(host) == 2 and host[1] != str(self.server.server_port)
+            ):
                 self.send_error(421, "Misdirected Request: this server answers 127.0.0.1 only")
                 return None
             path = self.path.split("?", 1)[0].split("#", 1)[0]
@@ -120,6 +157,8 @@ def serve(space_dir, port: int = 8765) -> None:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as error:
         raise SoundspaceError(f"cannot listen on 127.0.0.1:{port} ({error}); try --port") from None
-    print(f"serving {space_dir} at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
+    print(
+        f"serving {space_dir} at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True
+    )
     with server:
         server.serve_forever()

@@ -8,6 +8,7 @@ cell's WAV when a note needs it (`soundspace serve`). A small library also has i
 embedded, each distinct file once, so that it plays from file:// with no server; above
 `embed_bytes` nothing is embedded and, opened from disk, the page says to use `soundspace serve`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,15 +28,30 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     source = finished.read(library_dir, page_pending=True)
     shown = source.pitches[len(source.pitches) // 2]
     folders = {p: pitch_folder(p if source.pitched else None) for p in source.pitches}
-    written = [f"{pad.name}/{file}" for pad in source.pads if pictures_too
-               for file in _pictures(source, pad, shown)]
-    data = {"name": source.name, "resolution": source.resolution, "weighting": source.weighting,
-            "pitches": list(source.pitches), "labels": list(source.labels),
-            "corners": {label: [{"name": i.name, "label": i.label} for i in instruments]
-                        for label, instruments in source.instruments.items()},
-            "pads": [pad.name for pad in source.pads], "files": None, "audio": None,
-            "folders": folders,
-            "embedLimit": embed_bytes, "picturePitch": shown, "pictures": pictures_too}
+    written = [
+        f"{pad.name}/{file}"
+        for pad in source.pads
+        if pictures_too
+        for file in _pictures(source, pad, shown)
+    ]
+    data = {
+        "name": source.name,
+        "resolution": source.resolution,
+        "weighting": source.weighting,
+        "pitches": list(source.pitches),
+        "labels": list(source.labels),
+        "corners": {
+            label: [{"name": i.name, "label": i.label} for i in instruments]
+            for label, instruments in source.instruments.items()
+        },
+        "pads": [pad.name for pad in source.pads],
+        "files": None,
+        "audio": None,
+        "folders": folders,
+        "embedLimit": embed_bytes,
+        "picturePitch": shown,
+        "pictures": pictures_too,
+    }
     distinct, files, size = {}, {}, 0
     for pad in source.pads:
         for cell in pad.cells.values():
@@ -46,10 +62,13 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
     data["soundBytes"] = size
     if size + len(json.dumps(files)) <= embed_bytes:
         data["files"] = files  # each file checked (the one the run wrote), read once
-        data["audio"] = {sha: base64.b64encode(finished.read_cell(cell)[0]).decode()
-                         for sha, cell in distinct.items()}
-    atomic_write(library_dir / DATA,
-                 ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode())
+        data["audio"] = {
+            sha: base64.b64encode(finished.read_cell(cell)[0]).decode()
+            for sha, cell in distinct.items()
+        }
+    atomic_write(
+        library_dir / DATA, ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode()
+    )
     atomic_write(library_dir / INDEX, page("library.html", source.name))
     return written + [DATA, INDEX]
 
@@ -59,6 +78,6 @@ def _pictures(source, pad, pitch: int) -> list[str]:
     the title names the pitch only where the library has pitches (else it is export's guess)."""
     cells = [cell for cell in pad.cells.values() if cell.pitch == pitch]
     title = f"{source.name} {pad.name}" + (f" at MIDI {pitch}" if source.pitched else "")
-    corners = {label: i.label for label, i in zip(source.labels, pad.corners)}
+    corners = {label: i.label for label, i in zip(source.labels, pad.corners, strict=True)}
     audio = {cell.name: finished.read_cell(cell)[1] / 32768 for cell in cells}
     return pictures.draw(pad.folder, title, source.weighting, corners, cells, audio)

@@ -1,6 +1,7 @@
 """Pictures of a space, drawn with matplotlib: a mel spectrogram thumbnail per cell and
 `space.png`, every cell's spectrogram in its grid position with the input sounds named at their
 places."""
+
 from __future__ import annotations
 
 import textwrap
@@ -11,6 +12,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..files import atomic_write
 from ..output import PICTURE, THUMBS
+
 N_FFT, HOP, N_MELS, FLOOR_DB = 512, 128, 64, -80.0
 
 
@@ -18,6 +20,7 @@ def mel_filters(n_fft: int = N_FFT, n_mels: int = N_MELS, rate: int = SAMPLE_RAT
     """Triangular filters `[n_mels, n_fft // 2 + 1]` evenly spaced on the mel scale (HTK's
     2595 log10(1 + f / 700)) from 0 Hz to Nyquist: where the harmonics that tell instruments
     apart lie, a linear axis gives most of the picture to the top octave."""
+
     def mel(f):
         return 2595 * np.log10(1 + f / 700)
 
@@ -42,8 +45,15 @@ def spectrogram(audio: np.ndarray) -> np.ndarray:
 
 
 def _draw(ax, audio: np.ndarray) -> None:
-    ax.imshow(spectrogram(audio), origin="lower", aspect="auto", cmap="magma",
-              vmin=FLOOR_DB, vmax=0, extent=(0, len(audio) / SAMPLE_RATE, 0, N_MELS))
+    ax.imshow(
+        spectrogram(audio),
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=FLOOR_DB,
+        vmax=0,
+        extent=(0, len(audio) / SAMPLE_RATE, 0, N_MELS),
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -75,16 +85,18 @@ def draw(folder: Path, title: str, weighting: str, corners: dict, cells, audio: 
 
     columns = max(cell.column for cell in cells) + 1
     rows = max(cell.row for cell in cells) + 1
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns + 0.6, 1.1 * rows + 0.9),
-                                squeeze=False, dpi=100)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.6 * columns + 0.6, 1.1 * rows + 0.9), squeeze=False, dpi=100
+    )
     for cell in cells:
         ax = axes[cell.row][cell.column]
         _draw(ax, audio[cell.name])
         corner = [label for label, w in cell.weights.items() if w == 1.0]
         if corner:
             # Labels are the user's text, never matplotlib's $math$ markup.
-            ax.set_title(f"{corner[0]}: {corners[corner[0]]}", fontsize=7, color="#b00020",
-                         parse_math=False)
+            ax.set_title(
+                f"{corner[0]}: {corners[corner[0]]}", fontsize=7, color="#b00020", parse_math=False
+            )
         ax.set_xlabel(cell.name, fontsize=6)
     title = f"{title}: {len(cells)} cells, {weighting} weights, mel spectrograms 0-8 kHz"
     # Wrapped to the figure's width (about 20 characters of 9-point text per column).

@@ -4,11 +4,13 @@
 
 `onss` writes Open NSynth Super's pad files and settings (`onss.py`), `sfz` an SFZ instrument per
 pad with its samples (`sfz.py`); both read the source through `pipeline.finished`, which trusts
-nothing in it. The export is built in a temporary folder beside DIR and renamed into place, so DIR holds
-the previous export or the new one, never half of one, and running the command again rebuilds
-it. DIR may be new, empty, or an earlier export (it holds `export.json`); any other folder is
-refused, since replacing it would delete what it holds.
+nothing in it. The export is built in a temporary folder beside DIR and renamed into place
+(`files.atomic_folder`), so DIR holds the previous export or the new one, never half of one,
+and running the command again rebuilds it. DIR may be new, empty, or an earlier export (it
+holds `export.json`); any other folder is refused, since replacing it would delete what it
+holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,14 +25,15 @@ from . import onss, sfz
 FORMATS = ("onss", "sfz")
 MARKER = "export.json"
 # Each format's options and their defaults; an option of the other format is refused.
-OPTIONS = {
+OPTIONS: dict[str, dict[str, object]] = {
     "onss": {"length": onss.DEVICE_LENGTH, "data_directory": onss.DEVICE_DATA_DIRECTORY},
     "sfz": {"cc_x": 1, "cc_y": 2, "extend": 12, "attack": 0.005, "release": 0.15, "loop": None},
 }
 
 
-def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool = True,
-           **given) -> dict:
+def export(
+    source_dir, fmt: str, out, pitch: int | None = None, progress: bool = True, **given
+) -> dict:
     """Export the space or library in `source_dir` as `fmt` into `out`; returns export.json."""
     from tqdm.auto import tqdm
 
@@ -39,8 +42,10 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
     given = {k: v for k, v in given.items() if v is not None}
     other = sorted(set(given) - set(OPTIONS[fmt]))
     if other:
-        raise SoundspaceError(f"{', '.join('--' + o.replace('_', '-') for o in other)}: not an "
-                              f"option of --format {fmt}")
+        raise SoundspaceError(
+            f"{', '.join('--' + o.replace('_', '-') for o in other)}: not an "
+            f"option of --format {fmt}"
+        )
     options = {**OPTIONS[fmt], **given}
     _check_options(fmt, options)
     source = read(source_dir, pitch)
@@ -57,11 +62,20 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
         total = len(source.pads) * source.resolution * source.rows * len(source.pitches)
         with tqdm(total=total, unit="sound", desc=f"export {fmt}", disable=not progress) as bar:
             files = (onss if fmt == "onss" else sfz).write(source, building, bar, **options)
-        marker = {"format": fmt, "source": str(source.folder.resolve()), "kind": source.kind,
-                  "name": source.name, "labels": list(source.labels), "model": source.model,
-                  "seed": source.seed, "resolution": source.resolution,
-                  "pitches": list(source.pitches), "pads": [p.name for p in source.pads],
-                  "options": options, "files": files}
+        marker = {
+            "format": fmt,
+            "source": str(source.folder.resolve()),
+            "kind": source.kind,
+            "name": source.name,
+            "labels": list(source.labels),
+            "model": source.model,
+            "seed": source.seed,
+            "resolution": source.resolution,
+            "pitches": list(source.pitches),
+            "pads": [p.name for p in source.pads],
+            "options": options,
+            "files": files,
+        }
         (building / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return marker
 
@@ -69,36 +83,48 @@ def export(source_dir, fmt: str, out, pitch: int | None = None, progress: bool =
 def _check_options(fmt: str, o: dict) -> None:
     if fmt == "onss":
         if not 1 <= o["length"] <= 60 * 16000:
-            raise SoundspaceError(f"--length {o['length']}: the device length in samples at "
-                                  "16 kHz, from 1 to 960000 (the device's default is 60000)")
+            raise SoundspaceError(
+                f"--length {o['length']}: the device length in samples at "
+                "16 kHz, from 1 to 960000 (the device's default is 60000)"
+            )
         return
     for name in ("cc_x", "cc_y"):
         if not 0 <= o[name] <= 127:
-            raise SoundspaceError(f"--{name.replace('_', '-')} {o[name]}: a MIDI controller "
-                                  "number from 0 to 127")
+            raise SoundspaceError(
+                f"--{name.replace('_', '-')} {o[name]}: a MIDI controller number from 0 to 127"
+            )
     if o["cc_x"] == o["cc_y"]:
         raise SoundspaceError(f"--cc-x and --cc-y are both {o['cc_x']}: give two controllers")
     if not 0 <= o["extend"] <= 127:
-        raise SoundspaceError(f"--extend {o['extend']}: semitones beyond the outer pitches, 0 to 127")
+        raise SoundspaceError(
+            f"--extend {o['extend']}: semitones beyond the outer pitches, 0 to 127"
+        )
     for name in ("attack", "release"):
         if not 0 <= o[name] <= 10:
             raise SoundspaceError(f"--{name} {o[name]:g}: seconds, from 0 to 10")
     if o["loop"] is not None and not 0 <= o["loop"][0] < o["loop"][1] <= 1:
-        raise SoundspaceError(f"--loop-start {o['loop'][0]:g} --loop-end {o['loop'][1]:g}: "
-                              "fractions of the sound with 0 <= start < end <= 1")
+        raise SoundspaceError(
+            f"--loop-start {o['loop'][0]:g} --loop-end {o['loop'][1]:g}: "
+            "fractions of the sound with 0 <= start < end <= 1"
+        )
 
 
 def _check_out(source: Path, out: Path) -> None:
     src, dst = source.resolve(), out.resolve()
     if dst == src or src in dst.parents:
-        raise SoundspaceError(f"--out {out} is inside the source {source}: choose a folder "
-                              "outside it")
+        raise SoundspaceError(
+            f"--out {out} is inside the source {source}: choose a folder outside it"
+        )
     if dst in src.parents:
-        raise SoundspaceError(f"--out {out} holds the source {source}, which replacing it "
-                              "would delete: choose another folder")
+        raise SoundspaceError(
+            f"--out {out} holds the source {source}, which replacing it "
+            "would delete: choose another folder"
+        )
     if out.exists() and not out.is_dir():
         raise SoundspaceError(f"--out {out} is a file: choose a folder")
     if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
-        raise SoundspaceError(f"--out {out} is a folder with other files in it and no "
-                              f"{MARKER}: choose a new or empty folder (an earlier export there "
-                              "is replaced)")
+        raise SoundspaceError(
+            f"--out {out} is a folder with other files in it and no "
+            f"{MARKER}: choose a new or empty folder (an earlier export there "
+            "is replaced)"
+        )

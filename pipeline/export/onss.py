@@ -10,6 +10,7 @@ bottom-left, bottom-right: NW, NE, SW, SE, the order of a soundspace pad's name.
 Every sound goes through Open NSynth Super's own post-processing to the device length; a space
 already made with that chain at that length is copied sample for sample.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,8 @@ import numpy as np
 from .. import SoundspaceError
 from ..audio import wav_bytes
 from ..files import megabytes
-from ..postprocess import open_nsynth_super_chain
 from ..finished import Finished, read_cell
+from ..postprocess import open_nsynth_super_chain
 
 DEVICE_LENGTH = 60000  # samples at 16 kHz, the app's default
 DEVICE_DATA_DIRECTORY = "/home/pi/pads"  # where the app's own settings look for pads
@@ -35,15 +36,19 @@ SETTINGS = "settings-fragment.json"
 def check(source: Finished, where: Path, length: int) -> None:
     """Refuse what the device cannot play, and an export the disk has no room for."""
     if source.line:
-        raise SoundspaceError(f"{source.folder} is a line of 2 sounds; Open NSynth Super plays a "
-                              "square of 4 corners: export it with --format sfz, or make a "
-                              "4-sound space")
-    need = len(source.pads) * source.resolution ** 2 * len(source.pitches) * length * 2
+        raise SoundspaceError(
+            f"{source.folder} is a line of 2 sounds; Open NSynth Super plays a "
+            "square of 4 corners: export it with --format sfz, or make a "
+            "4-sound space"
+        )
+    need = len(source.pads) * source.resolution**2 * len(source.pitches) * length * 2
     free = shutil.disk_usage(where).free
     if need > free:
-        raise SoundspaceError(f"not enough free space in {where}: the pad files take "
-                              f"{megabytes(need)} and {megabytes(free)} is free; free "
-                              f"{megabytes(need - free)} or choose another --out")
+        raise SoundspaceError(
+            f"not enough free space in {where}: the pad files take "
+            f"{megabytes(need)} and {megabytes(free)} is free; free "
+            f"{megabytes(need - free)} or choose another --out"
+        )
 
 
 def _int16(audio: np.ndarray) -> np.ndarray:
@@ -71,8 +76,13 @@ def display(label: str) -> tuple[str, str]:
     return " ".join(short)[:8].rstrip(), abbr
 
 
-def write(source: Finished, out: Path, bar, length: int = DEVICE_LENGTH,
-          data_directory: str = DEVICE_DATA_DIRECTORY) -> list[str]:
+def write(
+    source: Finished,
+    out: Path,
+    bar,
+    length: int = DEVICE_LENGTH,
+    data_directory: str = DEVICE_DATA_DIRECTORY,
+) -> list[str]:
     """Write every pad's `.bin` under `out/pads/` and the settings fragment; returns the files."""
     (out / PADS).mkdir()
     written = []
@@ -83,17 +93,30 @@ def write(source: Finished, out: Path, bar, length: int = DEVICE_LENGTH,
             for row in range(source.resolution):
                 for column in range(source.resolution):
                     for pitch in source.pitches:
-                        f.write(device_samples(source, pad.cells[(column, row, pitch)], length)
-                                .astype("<i2").tobytes())
+                        f.write(
+                            device_samples(source, pad.cells[(column, row, pitch)], length)
+                            .astype("<i2")
+                            .tobytes()
+                        )
                         bar.update()
         written.append(f"{PADS}/{path.name}")
     settings = {
-        "nsynth": {"dataDirectory": data_directory, "resolution": source.resolution,
-                   "pitches": list(source.pitches), "length": length, "sampleRate": 16000},
-        "corners": [{"instruments": [dict(zip(("name", "display", "abbr"),
-                                              (i.name, *display(i.label))))
-                                     for i in source.instruments[label]]}
-                    for label in source.labels],
+        "nsynth": {
+            "dataDirectory": data_directory,
+            "resolution": source.resolution,
+            "pitches": list(source.pitches),
+            "length": length,
+            "sampleRate": 16000,
+        },
+        "corners": [
+            {
+                "instruments": [
+                    dict(zip(("name", "display", "abbr"), (i.name, *display(i.label)), strict=True))
+                    for i in source.instruments[label]
+                ]
+            }
+            for label in source.labels
+        ],
     }
     (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     return written + [SETTINGS]

@@ -9,12 +9,13 @@ columns (0 = west), `cc_y` over the rows (0 = south, 127 = north, as on an XY pa
 higher). Before any controller moves, the north-west cell plays (x starts at 0 and `set_cc`
 starts y at 127). A line has only `cc_x`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..pads import place
 from ..finished import Finished, read_cell
+from ..pads import place
 
 SAMPLES = "samples"
 
@@ -22,7 +23,7 @@ SAMPLES = "samples"
 def key_ranges(pitches, extend: int) -> list[tuple[int, int, int]]:
     """(lokey, hikey, pitch) per pitch, ascending, covering lowest - extend .. highest + extend."""
     pitches = sorted(pitches)
-    ranges = []
+    ranges: list[tuple[int, int, int]] = []
     for i, pitch in enumerate(pitches):
         lo = max(0, pitch - extend) if i == 0 else ranges[-1][1] + 1
         hi = min(127, pitch + extend) if i == len(pitches) - 1 else (pitch + pitches[i + 1]) // 2
@@ -35,8 +36,17 @@ def cc_ranges(count: int) -> list[tuple[int, int]]:
     return [(i * 128 // count, (i + 1) * 128 // count - 1) for i in range(count)]
 
 
-def write(source: Finished, out: Path, bar, cc_x: int = 1, cc_y: int = 2, extend: int = 12,
-          attack: float = 0.005, release: float = 0.15, loop: tuple | None = None) -> list[str]:
+def write(
+    source: Finished,
+    out: Path,
+    bar,
+    cc_x: int = 1,
+    cc_y: int = 2,
+    extend: int = 12,
+    attack: float = 0.005,
+    release: float = 0.15,
+    loop: tuple | None = None,
+) -> list[str]:
     """Write `out/<pad>.sfz` and its samples under `out/samples/<pad>/` for every pad; `loop` is
     (start, end) as fractions of each sound, or None. Returns the files written."""
     written = []
@@ -44,7 +54,10 @@ def write(source: Finished, out: Path, bar, cc_x: int = 1, cc_y: int = 2, extend
     columns, rows = cc_ranges(source.resolution), cc_ranges(source.rows)
     for pad in source.pads:
         folder = f"{SAMPLES}/{pad.name}"
-        corners = ", ".join(f"{label} {i.label} ({i.name})" for label, i in zip(source.labels, pad.corners))
+        corners = ", ".join(
+            f"{label} {i.label} ({i.name})"
+            for label, i in zip(source.labels, pad.corners, strict=True)
+        )
         lines = [
             f"// {pad.name}.sfz: a soundspace {source.kind} played as a sampler instrument",
             f"// made by soundspace from {source.kind} {source.name}"
@@ -76,11 +89,14 @@ def write(source: Finished, out: Path, bar, cc_x: int = 1, cc_y: int = 2, extend
                     cell = pad.cells[(column, row, pitch)]
                     read_cell(cell)  # checked before it is linked
                     place(cell.path, out / folder / cell.file)
-                    region = (f"<region> sample={cell.file} pitch_keycenter={pitch} "
-                              f"lokey={lo} hikey={hi}")
+                    region = (
+                        f"<region> sample={cell.file} pitch_keycenter={pitch} lokey={lo} hikey={hi}"
+                    )
                     if loop is not None:
                         start, end = (round(f * cell.samples) for f in loop)
-                        region += f" loop_mode=loop_continuous loop_start={start} loop_end={end - 1}"
+                        region += (
+                            f" loop_mode=loop_continuous loop_start={start} loop_end={end - 1}"
+                        )
                     lines.append(region)
                     bar.update()
         (out / f"{pad.name}.sfz").write_text("\n".join(lines) + "\n")
