@@ -32,7 +32,6 @@ from .shards import plan as split
 
 @dataclass
 class Plan:
-    name: str  # the space's or library's name
     folder: Path  # the space's folder, or the library's
     store: Path  # where the decodes and their records go: the space's folder or `.decodes/`
     points: list[dict]

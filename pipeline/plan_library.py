@@ -127,7 +127,6 @@ class LibraryPlanner:
                     "where the library writes the other; move it away"
                 )
         return Plan(
-            space.name,
             self.library_dir,
             store,
             points,

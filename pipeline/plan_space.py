@@ -105,7 +105,6 @@ class SpacePlanner:
             *(f"{cell.name}.wav" for cell in grid),
         ]
         return Plan(
-            space.name,
             space_dir,
             space_dir,
             points,

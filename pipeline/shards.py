@@ -154,11 +154,6 @@ def plan(point_count: int, shard_size: int) -> list[np.ndarray]:
     return [part for part in np.array_split(np.arange(point_count), shards) if len(part)]
 
 
-def pending(spec: ShardSpec, space_dir) -> list[int]:
-    """Indices of the shard's points with a cell that is not done."""
-    return survey(spec, space_dir)[0]
-
-
 def survey(spec: ShardSpec, space_dir) -> tuple[list[int], dict]:
     """The shard's points with a cell that is not done (indices), and the records of its cells
     that are."""
@@ -243,7 +238,7 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         spec.device = device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    total = len(pending(spec, out)) * spec.decoded_samples
+    total = len(survey(spec, out)[0]) * spec.decoded_samples
     done, next_report = 0, 0.0
 
     def report(samples):
