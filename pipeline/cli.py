@@ -275,7 +275,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .nsynth import bench
+    from . import bench
 
     def ints(text):
         return tuple(int(v) for v in text.split(","))
