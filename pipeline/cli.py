@@ -101,35 +101,6 @@ def cmd_render_shard(args) -> None:
     render_shard_folder(args.spec, args.out, model=args.model, device=args.device)
 
 
-def cmd_paperspace_standin(args) -> None:
-    import tempfile
-
-    from .paperspace.standin import Faults, StandIn
-
-    storage = Path(args.storage)
-    if not storage.is_dir():
-        raise SoundspaceError(f"--storage {storage} is not a folder (it plays the team's /storage)")
-    try:
-        faults = Faults(**json.loads(args.faults)) if args.faults else Faults()
-    except (ValueError, TypeError) as error:
-        raise SoundspaceError(f"--faults: {error}; e.g. '{{\"preempt\": 1, \"http_429\": 2}}'") from None
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="standin-"))
-    try:
-        server = StandIn(storage, workdir, port=args.port, docker=args.docker, faults=faults,
-                         key=os.environ.get("PAPERSPACE_API_KEY") or None,
-                         request_log=args.request_log)
-    except OSError as error:
-        raise SoundspaceError(f"cannot listen on 127.0.0.1:{args.port} ({error})") from None
-    key = ("the one in PAPERSPACE_API_KEY" if os.environ.get("PAPERSPACE_API_KEY")
-           else f"{server.key} (export PAPERSPACE_API_KEY={server.key} for the client)")
-    print(f"Paperspace Jobs API stand-in on {server.url} (storage {storage}, jobs in {workdir}); "
-          f"API key: {key}; Ctrl-C stops it", flush=True)
-    try:
-        server.httpd.serve_forever()
-    finally:
-        server.close()
-
-
 def cmd_convert(args) -> None:
     from .nsynth import checkpoint
     from .nsynth.model import ModelConfig
@@ -301,7 +272,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .nsynth import bench
+    from . import bench
 
     def ints(text):
         return tuple(int(v) for v in text.split(","))
@@ -392,18 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(e.g. under /storage); its identity must match")
     p.add_argument("--device", help="device instead of the spec's (cpu, cuda, auto)")
     p.set_defaults(func=cmd_render_shard)
-
-    p = sub.add_parser("paperspace-standin",
-                       help="serve Paperspace's (retired) Jobs API on 127.0.0.1, running jobs here")
-    p.add_argument("--port", type=int, default=8889)
-    p.add_argument("--storage", required=True, help="folder that jobs see as /storage")
-    p.add_argument("--workdir", help="where jobs' workspaces and artifacts live (default: a temp folder)")
-    p.add_argument("--docker", default="auto", choices=("auto", "always", "never"),
-                   help="run jobs in their container (auto: when Docker has the image)")
-    p.add_argument("--faults", help='JSON, e.g. {"preempt": 1, "fail": 0, "http_429": 2, '
-                                    '"http_500": 0, "slow_seconds": 0, "bad_artifact": false}')
-    p.add_argument("--request-log", help="append every request (never the key) to this file as JSON lines")
-    p.set_defaults(func=cmd_paperspace_standin)
 
     p = sub.add_parser("convert", help="convert Magenta's TensorFlow checkpoint to a model folder")
     p.add_argument("--checkpoint", required=True,

@@ -45,10 +45,6 @@ class Cell:
         return f"x{self.xi:02d}_y{self.yi:02d}"
 
 
-def labels_for(count: int) -> tuple:
-    return {2: LINE, 4: SQUARE}[count]
-
-
 def weights_at(x: float, y: float, labels: tuple, weighting: str) -> np.ndarray:
     if weighting == "bilinear":
         if labels == LINE:

@@ -80,6 +80,11 @@ def test_compose_file_is_valid_and_declares_the_services():
     for line in (ROOT / "docker-compose.yml").read_text().splitlines():
         if "PAPERSPACE_API_KEY" in line and not line.lstrip().startswith("#"):
             assert line.strip() == "- PAPERSPACE_API_KEY"  # ... and is never written in the file
+    # The stand-in is a test server, not in the image: its service mounts tests/servers and runs
+    # the program there (tests/test_paperspace.py runs it with the service's options).
+    assert "/app/tests/servers/paperspace_standin.py" in result.stdout
+    assert str(ROOT / "tests" / "servers") in result.stdout
+    assert (ROOT / "tests" / "servers" / "paperspace_standin.py").is_file()
 
 
 def test_deploy_script_dry_run():
@@ -240,6 +245,10 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
                                       "SOUNDSPACE_PAPERSPACE_URL": "http://127.0.0.1:8889"},
                            also=("paperspace-standin",))
     assert "local-standin-key" not in run.stdout + run.stderr
+    # The stand-in started from the mounted tests/servers with the image's Python, key from the
+    # environment.
+    assert "Paperspace Jobs API stand-in on http://127.0.0.1:8889" in run.stdout + run.stderr
+    assert "API key: the one in PAPERSPACE_API_KEY" in run.stdout + run.stderr
     local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False,
                            log=lambda _: None)
     space = out / "demo-test-space"
@@ -259,10 +268,10 @@ def test_standin_in_docker_mode_stopping_a_job_kills_its_container(tmp_path, cap
 
     from pipeline.nsynth import NSynth
     from pipeline.paperspace.client import JobsClient
-    from pipeline.paperspace.standin import StandIn
     from pipeline.shards import ShardSpec
 
     from .conftest import DEMO_MODEL
+    from .servers.paperspace_standin import StandIn
 
     timings = {}
     _engine_and_offline_inputs(timings)

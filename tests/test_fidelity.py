@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.nsynth import fidelity
-
+from . import fidelity
 from .conftest import FIXTURES
 
 REFERENCES = sorted(FIXTURES.glob("reference_seed*.npz"))

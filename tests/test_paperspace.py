@@ -4,6 +4,7 @@ faults are absorbed or reported, artifacts are checked, and the key never leaks.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +17,6 @@ import pytest
 
 from pipeline import SoundspaceError
 from pipeline.paperspace import client as jobs_api
-from pipeline.paperspace.standin import StandIn
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
 from .pipeline_helpers import generate_space
@@ -25,6 +25,7 @@ from pipeline.shards import SHARD_MANIFEST, ShardSpec, locate_model, render_shar
 
 from .conftest import DEMO_MODEL
 from .pipeline_helpers import TEST_DATASET, dataset, workflow
+from .servers.paperspace_standin import StandIn
 from .test_pipeline import wavs
 
 KEY = "ps-test-key-0123456789abcdef"
@@ -184,6 +185,43 @@ def test_server_messages_and_the_retired_endpoint(standin, monkeypatch):
     with pytest.raises(SoundspaceError, match="retired its Jobs API on 15 July 2024"):
         retired.get_job("nope")
 
+
+
+STANDIN_PROGRAM = Path(__file__).resolve().parent / "servers" / "paperspace_standin.py"
+
+
+def test_the_standin_runs_as_a_program_and_ends_on_sigterm(tmp_path):
+    """The stand-in as docker-compose's `paperspace-standin` service starts it (the program with
+    the service's options, the key in PAPERSPACE_API_KEY), from another folder: it serves the
+    Jobs API with that key only, never prints it, and SIGTERM (`docker-compose down`; it is the
+    container's first process) ends it at once with 143."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    process = subprocess.Popen([sys.executable, str(STANDIN_PROGRAM), "--port", "0", "--storage",
+                                str(storage), "--docker", "never", "--workdir", str(tmp_path / "jobs")],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PAPERSPACE_API_KEY": KEY})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Paperspace Jobs API stand-in on http://127.0.0.1:"), \
+            line + process.stderr.read()
+        assert "API key: the one in PAPERSPACE_API_KEY" in line and KEY not in line
+        url = line.split(" on ", 1)[1].split()[0]
+        with pytest.raises(SoundspaceError, match="answered 404: Job not found: nope"):
+            jobs_api.JobsClient(url, None, KEY, backoff=0.01).get_job("nope")
+        with pytest.raises(SoundspaceError, match="answered 400: Invalid API token"):
+            jobs_api.JobsClient(url, None, KEY + "x", backoff=0.01).get_job("nope")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143
+        assert "stopped by SIGTERM" in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+    bad = subprocess.run([sys.executable, str(STANDIN_PROGRAM), "--storage", str(tmp_path / "none")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (f"paperspace-standin: error: --storage {tmp_path / 'none'} is not "
+                                  "a folder (it plays the team's /storage)")
 
 def test_model_in_storage_folder_or_zip_unpacked_once(tmp_path):
     archive = shutil.make_archive(str(tmp_path / "demo"), "zip", DEMO_MODEL.parent, "demo")

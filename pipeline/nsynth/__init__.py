@@ -90,10 +90,6 @@ class NSynth:
         net.load_magenta(weights)
         return cls(net.to(resolve_device(device)), identity, meta)
 
-    def save(self, out_dir, source: dict | None = None):
-        weights = {n: p.detach().cpu().numpy() for n, p in self.net.magenta_state().items()}
-        return checkpoint.save_model(weights, self.config, out_dir, source or {})
-
     @torch.no_grad()
     def encode(self, audio, drop_partial: bool = True) -> np.ndarray:
         """Audio `[B, N]` (16 kHz, [-1, 1]) -> embeddings `[B, frames, bottleneck]`.

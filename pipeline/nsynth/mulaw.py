@@ -6,8 +6,6 @@ by ~2e-3, far outside the fidelity tolerance), and `forward(inverse(q)) == q` fo
 """
 import numpy as np
 
-BINS = 256
-
 
 def mu_law(audio: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] -> integer bins q in [-128, 128] (x = 1.0 gives 128)."""

@@ -2,7 +2,8 @@
 
 Paperspace retired this Jobs API on 15 July 2024 (its successor has no batch jobs), so the client
 speaks the documented contract to whatever server `paperspace.api_url` (or
-SOUNDSPACE_PAPERSPACE_URL) names: a compatible service, or `soundspace paperspace-standin`.
+SOUNDSPACE_PAPERSPACE_URL) names: a compatible service, or the repository's stand-in
+(`tests/servers/paperspace_standin.py`).
 
 Per shard: zip a workspace (the shard spec of the points still missing), create a job (query
 string parameters, the zip as multipart `file`, key in `x-api-key`), poll it with backoff, copy

@@ -22,8 +22,9 @@ from .. import SoundspaceError
 
 OFFICIAL_API, OFFICIAL_LOGS = "https://api.paperspace.io", "https://logs.paperspace.io"
 RETIRED = ("Paperspace retired its Jobs API on 15 July 2024 ({url} answered 404 Not Found). "
-           "soundspace speaks that contract only to servers that still do: run `soundspace "
-           "paperspace-standin` (or a compatible service) and point paperspace.api_url or "
+           "soundspace speaks that contract only to servers that still do: run the stand-in "
+           "(tests/servers/paperspace_standin.py in soundspace's repository) or a compatible "
+           "service and point paperspace.api_url or "
            "SOUNDSPACE_PAPERSPACE_URL at it, or decode with backend local on a GPU machine")
 RETRIED_STATUS = (429, 500, 502, 503, 504)
 TIMEOUT = 120  # seconds for one request

@@ -26,8 +26,8 @@ GOALS = ("B = 81 step <= 1.25 x its bare matrix products; B = 1 step <= 12 ms; "
 
 
 def _model(device: str):
-    from . import NSynth
-    from .random_weights import make_weights
+    from .nsynth import NSynth
+    from .nsynth.random_weights import make_weights
 
     return NSynth.from_weights(make_weights(0), device=device)
 
@@ -67,7 +67,7 @@ def _sync(math) -> None:
 def _decode_worker(batch: int, frames: int, math_name: str, device: str) -> dict:
     import torch
 
-    from .generate import IncrementalDecoder, math_for, sample_steps
+    from .nsynth.generate import IncrementalDecoder, math_for, sample_steps
 
     model = _model(device)
     math = math_for(device, math_name)
@@ -105,7 +105,7 @@ def _encode_worker(sounds: int, seconds: float, device: str) -> dict:
 
 
 def _in_worker(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pipeline.nsynth.bench", "--worker", *args],
+    out = subprocess.run([sys.executable, "-m", "pipeline.bench", "--worker", *args],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed:\n{out.stderr[-3000:]}")

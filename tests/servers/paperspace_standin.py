@@ -1,5 +1,11 @@
-"""A stand-in for Paperspace's retired Jobs API, on 127.0.0.1: for the tests, and for anyone who
-wants the Paperspace workflow on their own machines (`soundspace paperspace-standin`).
+#!/usr/bin/env python3
+"""A stand-in for Paperspace's retired Jobs API, on 127.0.0.1: a test server for the suite, and
+for anyone who wants the Paperspace workflow on their own machines. As a program:
+
+    python tests/servers/paperspace_standin.py --storage DIR [--port 8889] [--workdir DIR]
+        [--docker auto|always|never] [--faults JSON] [--request-log FILE]
+
+(docker-compose's `paperspace-standin` service, profile `standin`, runs it this way.)
 
 It speaks the contract the client uses (createJob with query parameters and a multipart zip,
 getJob, getJobs, logs with `line`/`limit` and a final PSEOF row, stop, destroy, artifactsList with
@@ -15,6 +21,7 @@ logged (method, path, query, multipart upload, whether a key was sent: never the
 """
 from __future__ import annotations
 
+import argparse
 import email.parser
 import email.policy
 import io
@@ -24,8 +31,10 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -35,8 +44,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from .. import SoundspaceError
-from ..files import inside
+if __name__ == "__main__":  # run as a program from a checkout: its own package first
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pipeline import SoundspaceError  # noqa: E402
+from pipeline.files import inside  # noqa: E402
 
 MACHINE_TYPES = [{"region": "local", "cluster": "standin", "machineType": m, "isBusy": False}
                  for m in ("C5", "P4000", "A4000")]
@@ -394,3 +406,74 @@ class StandIn:
                 self.wfile.write(data)
 
         return Handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paperspace_standin.py",
+        description="serve Paperspace's (retired) Jobs API on 127.0.0.1, running jobs here")
+    parser.add_argument("--port", type=int, default=8889)
+    parser.add_argument("--storage", required=True, help="folder that jobs see as /storage")
+    parser.add_argument("--workdir", help="where jobs' workspaces and artifacts live (default: a temp folder)")
+    parser.add_argument("--docker", default="auto", choices=("auto", "always", "never"),
+                        help="run jobs in their container (auto: when Docker has the image)")
+    parser.add_argument("--faults", help='JSON, e.g. {"preempt": 1, "fail": 0, "http_429": 2, '
+                                         '"http_500": 0, "slow_seconds": 0, "bad_artifact": false}')
+    parser.add_argument("--request-log", help="append every request (never the key) to this file as JSON lines")
+    return parser
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+def serve(args) -> None:
+    storage = Path(args.storage)
+    if not storage.is_dir():
+        raise SoundspaceError(f"--storage {storage} is not a folder (it plays the team's /storage)")
+    try:
+        faults = Faults(**json.loads(args.faults)) if args.faults else Faults()
+    except (ValueError, TypeError) as error:
+        raise SoundspaceError(f"--faults: {error}; e.g. '{{\"preempt\": 1, \"http_429\": 2}}'") from None
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="standin-"))
+    try:
+        server = StandIn(storage, workdir, port=args.port, docker=args.docker, faults=faults,
+                         key=os.environ.get("PAPERSPACE_API_KEY") or None,
+                         request_log=args.request_log)
+    except OSError as error:
+        raise SoundspaceError(f"cannot listen on 127.0.0.1:{args.port} ({error})") from None
+    key = ("the one in PAPERSPACE_API_KEY" if os.environ.get("PAPERSPACE_API_KEY")
+           else f"{server.key} (export PAPERSPACE_API_KEY={server.key} for the client)")
+    print(f"Paperspace Jobs API stand-in on {server.url} (storage {storage}, jobs in {workdir}); "
+          f"API key: {key}; Ctrl-C stops it", flush=True)
+    try:
+        server.httpd.serve_forever()
+    finally:
+        server.close()
+
+
+def main(argv=None) -> int:
+    """Serve until Ctrl-C or SIGTERM (`docker-compose down`: it runs as the container's first
+    process, which gets no default signal handling), stopping the running jobs first."""
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        serve(args)
+    except SoundspaceError as error:
+        print(f"paperspace-standin: error: {error}", file=sys.stderr)
+        return 2
+    except _Terminated:
+        print("paperspace-standin: stopped by SIGTERM", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("paperspace-standin: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,6 @@
 """Fidelity against Magenta itself: reference outputs of Magenta's own code on seeded random
-weights (`tests/fixtures/nsynth/reference_seed*.npz`, made by the recipe in `random_weights`).
+weights (`tests/fixtures/nsynth/reference_seed*.npz`, made by the recipe in
+`pipeline/nsynth/random_weights.py`). Used by tests/test_fidelity.py and scripts/nsynth-fidelity.
 
 Probabilities are compared both absolutely and in log space: they average ~0.004, so an
 absolute bound alone lets real bugs through (a dropped bias moves them by < 1e-4 but moves
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import NSynth
-from .random_weights import make_weights
+from pipeline.nsynth import NSynth
+from pipeline.nsynth.random_weights import make_weights
 
 TOLERANCES = {"encoding_rel": 1e-4, "max_dp": 1e-5, "max_dlogp": 1e-4}
 

@@ -1,0 +1,1 @@
+"""Test servers: stand-ins for services the project talks to."""
