@@ -8,6 +8,7 @@ In the same process and with the same math library it times the bare matrix prod
 plain step (per layer the 3-tap product `[B, 3C] x [3C, 2C]` and the residual+skip product, plus
 the small start and output products): the floor a step cannot go below without skipping work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,10 @@ import numpy as np
 
 # Magenta 2.1.4's generator on this project's 2-core machine (docs: prior art), ms per step.
 MAGENTA_STEP_MS = {1: 24.0, 16: 44.0, 81: 98.0}
-GOALS = ("B = 81 step <= 1.25 x its bare matrix products; B = 1 step <= 12 ms; "
-         "peak memory at B = 81 < 2 GB; four 4 s sounds encoded in < 1.5 s")
+GOALS = (
+    "B = 81 step <= 1.25 x its bare matrix products; B = 1 step <= 12 ms; "
+    "peak memory at B = 81 < 2 GB; four 4 s sounds encoded in < 1.5 s"
+)
 
 
 def _model(device: str):
@@ -40,17 +43,25 @@ def _bare_products_ms(decoder, batch: int, repeats: int = 15) -> float:
     """Median time of one plain step's matrix products, with the model's own weights."""
     m, c = decoder.m, decoder.config
     taps = [m.concat([layer.past[0], layer.current], 0) for layer in decoder.layers]
-    operands = [(m.zeros((batch, 3)), decoder.start_w[0]), (m.zeros((batch, c.width)), decoder.skip_start_w)]
-    for layer, w in zip(decoder.layers, taps):
-        operands += [(m.zeros((batch, 3 * c.width)), w), (m.zeros((batch, c.width)), layer.res_skip)]
-    operands += [(m.zeros((batch, c.skip_width)), decoder.out1_w),
-                 (m.zeros((batch, c.skip_width)), decoder.logits_w)]
+    operands = [
+        (m.zeros((batch, 3)), decoder.start_w[0]),
+        (m.zeros((batch, c.width)), decoder.skip_start_w),
+    ]
+    for layer, w in zip(decoder.layers, taps, strict=True):
+        operands += [
+            (m.zeros((batch, 3 * c.width)), w),
+            (m.zeros((batch, c.width)), layer.res_skip),
+        ]
+    operands += [
+        (m.zeros((batch, c.skip_width)), decoder.out1_w),
+        (m.zeros((batch, c.skip_width)), decoder.logits_w),
+    ]
     outs = [m.zeros((batch, w.shape[1])) for _, w in operands]
     times = []
     for _ in range(repeats):
         _sync(m)
         start = time.perf_counter()
-        for (a, w), out in zip(operands, outs):
+        for (a, w), out in zip(operands, outs, strict=True):
             m.matmul(a, w, out=out)
         _sync(m)
         times.append(time.perf_counter() - start)
@@ -87,53 +98,80 @@ def _decode_worker(batch: int, frames: int, math_name: str, device: str) -> dict
             _sync(math)
             per_frame.append((time.perf_counter() - start) / cfg.hop * 1e3)
         bare = _bare_products_ms(decoder, batch)
-    return {"batch": batch, "math": math.name, "step_ms": float(np.median(per_frame[1:])),
-            "bare_ms": bare, "peak_mb": _peak_mb()}
+    return {
+        "batch": batch,
+        "math": math.name,
+        "step_ms": float(np.median(per_frame[1:])),
+        "bare_ms": bare,
+        "peak_mb": _peak_mb(),
+    }
 
 
 def _encode_worker(sounds: int, seconds: float, device: str) -> dict:
     model = _model(device)
     t = np.arange(int(seconds * 16000)) / 16000
-    audio = np.stack([0.5 * np.sin(2 * np.pi * 110 * (k + 1) * t) * np.exp(-t) for k in range(sounds)])
+    audio = np.stack(
+        [0.5 * np.sin(2 * np.pi * 110 * (k + 1) * t) * np.exp(-t) for k in range(sounds)]
+    )
     model.encode(audio[:, :16000])  # warm up the convolution kernels
     times = []
     for _ in range(2):
         start = time.perf_counter()
         model.encode(audio)
         times.append(time.perf_counter() - start)
-    return {"sounds": sounds, "seconds": seconds, "encode_s": float(min(times)), "peak_mb": _peak_mb()}
+    return {
+        "sounds": sounds,
+        "seconds": seconds,
+        "encode_s": float(min(times)),
+        "peak_mb": _peak_mb(),
+    }
 
 
 def _in_worker(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pipeline.bench", "--worker", *args],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.bench", "--worker", *args], capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(batches=(1, 16, 81), maths=("numpy", "torch"), frames: int = 2, device: str = "cpu",
-        encode: bool = True, echo=print) -> dict:
+def run(
+    batches=(1, 16, 81),
+    maths=("numpy", "torch"),
+    frames: int = 2,
+    device: str = "cpu",
+    encode: bool = True,
+    echo=print,
+) -> dict:
     """Run every measurement and print a table; return the figures."""
-    echo(f"soundspace bench: full-size NSynth decoder (random weights), device {device}, "
-         f"{frames} timed frame(s) of 512 steps per row after one warm-up frame")
-    echo(f"{'math':<6} {'batch':>5} {'ms/step':>8} {'bare mm':>8} {'ratio':>6} "
-         f"{'samples/s':>10} {'peak MB':>8} {'Magenta ms/step':>16}")
+    echo(
+        f"soundspace bench: full-size NSynth decoder (random weights), device {device}, "
+        f"{frames} timed frame(s) of 512 steps per row after one warm-up frame"
+    )
+    echo(
+        f"{'math':<6} {'batch':>5} {'ms/step':>8} {'bare mm':>8} {'ratio':>6} "
+        f"{'samples/s':>10} {'peak MB':>8} {'Magenta ms/step':>16}"
+    )
     rows = []
     for math in maths:
         for batch in batches:
             r = _in_worker(["decode", str(batch), str(frames), math, device])
             rows.append(r)
             magenta = MAGENTA_STEP_MS.get(batch)
-            echo(f"{math:<6} {batch:>5} {r['step_ms']:>8.2f} {r['bare_ms']:>8.2f} "
-                 f"{r['step_ms'] / r['bare_ms']:>6.2f} {batch * 1000 / r['step_ms']:>10.0f} "
-                 f"{r['peak_mb']:>8.0f} {magenta if magenta else '-':>16}")
-    result = {"decode": rows}
+            echo(
+                f"{math:<6} {batch:>5} {r['step_ms']:>8.2f} {r['bare_ms']:>8.2f} "
+                f"{r['step_ms'] / r['bare_ms']:>6.2f} {batch * 1000 / r['step_ms']:>10.0f} "
+                f"{r['peak_mb']:>8.0f} {magenta if magenta else '-':>16}"
+            )
+    result: dict[str, object] = {"decode": rows}
     if encode:
         enc = _in_worker(["encode", "4", "4.0", device])
         result["encode"] = enc
-        echo(f"encode: four 4 s sounds in {enc['encode_s']:.2f} s "
-             f"({4 * 4.0 / enc['encode_s']:.1f} s of audio per s), peak {enc['peak_mb']:.0f} MB")
+        echo(
+            f"encode: four 4 s sounds in {enc['encode_s']:.2f} s "
+            f"({4 * 4.0 / enc['encode_s']:.1f} s of audio per s), peak {enc['peak_mb']:.0f} MB"
+        )
     echo(f"goals: {GOALS}")
     return result
 

@@ -5,6 +5,7 @@ user can fix (SoundspaceError) and a file-system error (the path, the cause, wha
 Ctrl-C exits 130 and SIGTERM 143, both keeping every finished cell. Anything else is a bug: one
 line too, and SOUNDSPACE_DEBUG=1 shows its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,13 @@ def _out_dir(path) -> Path:
 
 
 def _unique_stems(paths) -> None:
-    seen = {}
+    seen: dict[str, Path] = {}
     for p in map(Path, paths):
         if p.stem in seen:
-            raise SoundspaceError(f"{seen[p.stem]} and {p} would both be written as {p.stem}.*: "
-                                  "rename one or run them separately")
+            raise SoundspaceError(
+                f"{seen[p.stem]} and {p} would both be written as {p.stem}.*: "
+                "rename one or run them separately"
+            )
         seen[p.stem] = p
 
 
@@ -52,8 +55,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def cmd_generate(args) -> None:
     from .run import generate_spaces
 
-    generate_spaces(args.dataset, args.workflow, force=args.force, output_dir=args.output,
-                    pictures=not args.no_pictures, wait=args.wait, yes=args.yes)
+    generate_spaces(
+        args.dataset,
+        args.workflow,
+        force=args.force,
+        output_dir=args.output,
+        pictures=not args.no_pictures,
+        wait=args.wait,
+        yes=args.yes,
+    )
 
 
 def cmd_plan(args) -> None:
@@ -62,8 +72,11 @@ def cmd_plan(args) -> None:
     from .plan_space import space_cost
 
     space, folder = load_space(args.dataset)
-    cost = plan_library(space, folder).cost() if isinstance(space, LibraryConfig) \
+    cost = (
+        plan_library(space, folder).cost()
+        if isinstance(space, LibraryConfig)
         else space_cost(space)
+    )
     print(json.dumps(cost, indent=1) if args.json else describe_cost(cost))
 
 
@@ -110,16 +123,23 @@ def cmd_convert(args) -> None:
         raise SoundspaceError(f"{out} already holds a model; pass --force to overwrite it")
     weights, source = checkpoint.read_tf_checkpoint(args.checkpoint, args.moving_averages)
     try:
-        config = ModelConfig.from_shapes({n: v.shape for n, v in weights.items()},
-                                         stages=args.stages, ae_stages=args.stages)
+        config = ModelConfig.from_shapes(
+            {n: v.shape for n, v in weights.items()}, stages=args.stages, ae_stages=args.stages
+        )
     except SoundspaceError as error:
         raise SoundspaceError(f"{args.checkpoint}: {error}") from None
     checkpoint.save_model(weights, config, _out_dir(out), source)
-    print(f"converted {source['checkpoint']} (step {source['global_step']}): {len(weights)} "
-          f"variables, {sum(v.size for v in weights.values()):,} parameters, "
-          f"{config.describe()}; skipped {source['skipped_training_entries']} training entries"
-          + (f"; {source['variables_from_moving_averages']} taken from moving averages"
-             if args.moving_averages else "") + f"\nwrote {out}/")
+    print(
+        f"converted {source['checkpoint']} (step {source['global_step']}): {len(weights)} "
+        f"variables, {sum(v.size for v in weights.values()):,} parameters, "
+        f"{config.describe()}; skipped {source['skipped_training_entries']} training entries"
+        + (
+            f"; {source['variables_from_moving_averages']} taken from moving averages"
+            if args.moving_averages
+            else ""
+        )
+        + f"\nwrote {out}/"
+    )
 
 
 def cmd_encode(args) -> None:
@@ -137,13 +157,16 @@ def cmd_encode(args) -> None:
         by_length[len(audio)].append(path)
     with tqdm(total=len(sounds), unit="sound", desc="encoding") as bar:
         for paths in by_length.values():
-            embeddings = model.encode(np.stack([sounds[p] for p in paths]),
-                                      drop_partial=not args.keep_partial_frame)
-            for path, embedding in zip(paths, embeddings):
+            embeddings = model.encode(
+                np.stack([sounds[p] for p in paths]), drop_partial=not args.keep_partial_frame
+            )
+            for path, embedding in zip(paths, embeddings, strict=True):
                 _save_npy(out / f"{Path(path).stem}.npy", embedding)
                 bar.update()
-    print(f"wrote {len(sounds)} embedding(s) of {model.config.bottleneck} values per "
-          f"{model.config.hop} samples to {out}/")
+    print(
+        f"wrote {len(sounds)} embedding(s) of {model.config.bottleneck} values per "
+        f"{model.config.hop} samples to {out}/"
+    )
 
 
 def _load_embedding(path, bottleneck: int) -> np.ndarray:
@@ -157,8 +180,10 @@ def _load_embedding(path, bottleneck: int) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2 or array.shape[1] != bottleneck or array.shape[0] == 0:
-        raise SoundspaceError(f"{path} has shape {list(array.shape)}; an embedding is "
-                              f"[frames, {bottleneck}] as `soundspace encode` writes it")
+        raise SoundspaceError(
+            f"{path} has shape {list(array.shape)}; an embedding is "
+            f"[frames, {bottleneck}] as `soundspace encode` writes it"
+        )
     if not np.isfinite(array).all():
         raise SoundspaceError(f"{path} holds NaN or infinite values")
     return array.astype(np.float32)
@@ -180,21 +205,35 @@ def cmd_decode(args) -> None:
     start = time.perf_counter()
     for indices in by_frames.values():
         for b0 in range(0, len(indices), args.batch or len(indices)):
-            chunk = indices[b0:b0 + (args.batch or len(indices))]
-            audio = model.generate(np.stack([embeddings[i] for i in chunk]),
-                                   seed=[[args.seed, i] for i in chunk],
-                                   temperature=args.temperature, math=args.math)
-            for i, sound in zip(chunk, audio):
+            chunk = indices[b0 : b0 + (args.batch or len(indices))]
+            audio = model.generate(
+                np.stack([embeddings[i] for i in chunk]),
+                seed=[[args.seed, i] for i in chunk],
+                temperature=args.temperature,
+                math=args.math,
+            )
+            for i, sound in zip(chunk, audio, strict=True):
                 write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
     seconds = sum(len(e) for e in embeddings) * model.config.hop / 16000
-    print(f"decoded {len(embeddings)} sound(s), {seconds:.1f} s of audio, in "
-          f"{time.perf_counter() - start:.1f} s; wrote {out}/")
+    print(
+        f"decoded {len(embeddings)} sound(s), {seconds:.1f} s of audio, in "
+        f"{time.perf_counter() - start:.1f} s; wrote {out}/"
+    )
 
 
 # The size `soundspace train` builds when none is given: the demo model's (the test suite's
 # default model), small enough to train in well under an hour on two CPU cores.
-DEMO_SIZE = {"width": 32, "skip_width": 32, "layers": 20, "stages": 5, "ae_width": 16,
-             "ae_layers": 10, "ae_stages": 10, "bottleneck": 16, "hop": 512}
+DEMO_SIZE = {
+    "width": 32,
+    "skip_width": 32,
+    "layers": 20,
+    "stages": 5,
+    "ae_width": 16,
+    "ae_layers": 10,
+    "ae_stages": 10,
+    "bottleneck": 16,
+    "hop": 512,
+}
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3"}
@@ -213,20 +252,39 @@ def cmd_train(args) -> None:
     if not files:
         raise SoundspaceError(f"{data} holds no sound files ({', '.join(sorted(AUDIO_SUFFIXES))})")
     sounds = {p.name: load_audio(p) for p in files}
-    sizes = {k: getattr(args, k) for k in ModelConfig.__dataclass_fields__ if getattr(args, k) is not None}
+    sizes = {
+        k: getattr(args, k)
+        for k in ModelConfig.__dataclass_fields__
+        if getattr(args, k) is not None
+    }
     init = NSynth.load(args.init) if args.init else None
     config = None
     if sizes or init is None:
         base = init.config.to_dict() if init is not None else DEMO_SIZE
         config = ModelConfig.from_dict({**base, **sizes})
-    options = TrainOptions(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                           seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           input_noise=args.input_noise, input_noise_end=args.input_noise_end,
-                           onset_crops=args.onset_crops,
-                           encoder_context=args.encoder_context, self_feed=args.self_feed,
-                           self_feed_from=args.self_feed_from)
-    out = train(sounds, args.out, config=config, init=init, options=options, device=args.device,
-                compile=args.compile)
+    options = TrainOptions(
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        input_noise=args.input_noise,
+        input_noise_end=args.input_noise_end,
+        onset_crops=args.onset_crops,
+        encoder_context=args.encoder_context,
+        self_feed=args.self_feed,
+        self_feed_from=args.self_feed_from,
+    )
+    out = train(
+        sounds,
+        args.out,
+        config=config,
+        init=init,
+        options=options,
+        device=args.device,
+        compile=args.compile,
+    )
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
 
@@ -236,16 +294,29 @@ def cmd_inputs(args) -> None:
     from .soundfont import check_preset, render_notes
 
     if not 0 < args.length <= 60:
-        raise SoundspaceError(f"--length {args.length:g}: give the note length in seconds, "
-                              "more than 0 and at most 60")
+        raise SoundspaceError(
+            f"--length {args.length:g}: give the note length in seconds, more than 0 and at most 60"
+        )
     if len(set(args.pitches)) < len(args.pitches):
         raise SoundspaceError(f"--pitches {' '.join(map(str, args.pitches))} names a pitch twice")
     preset = check_preset(args.soundfont, args.program, args.bank)
-    with tqdm(total=len(args.pitches), unit="note", desc=f"rendering {args.name} ({preset})",
-              file=sys.stderr) as bar:
-        written = render_notes(args.soundfont, args.program, args.bank, args.pitches,
-                               args.length, args.name, _out_dir(args.out),
-                               velocity=args.velocity, progress=lambda pitch: bar.update())
+    with tqdm(
+        total=len(args.pitches),
+        unit="note",
+        desc=f"rendering {args.name} ({preset})",
+        file=sys.stderr,
+    ) as bar:
+        written = render_notes(
+            args.soundfont,
+            args.program,
+            args.bank,
+            args.pitches,
+            args.length,
+            args.name,
+            _out_dir(args.out),
+            velocity=args.velocity,
+            progress=lambda pitch: bar.update(),
+        )
     print(f"wrote {len(written)} note(s): {', '.join(p.name for p in written)} in {args.out}/")
 
 
@@ -254,21 +325,38 @@ def cmd_export(args) -> None:
 
     loop = None
     if args.loop or args.loop_start is not None or args.loop_end is not None:
-        loop = (0.2 if args.loop_start is None else args.loop_start,
-                0.41 if args.loop_end is None else args.loop_end)
-    marker = export(args.source, args.format, args.out, pitch=args.pitch, length=args.length,
-                    data_directory=args.data_directory, cc_x=args.cc_x, cc_y=args.cc_y,
-                    extend=args.extend, attack=args.attack, release=args.release, loop=loop)
+        loop = (
+            0.2 if args.loop_start is None else args.loop_start,
+            0.41 if args.loop_end is None else args.loop_end,
+        )
+    marker = export(
+        args.source,
+        args.format,
+        args.out,
+        pitch=args.pitch,
+        length=args.length,
+        data_directory=args.data_directory,
+        cc_x=args.cc_x,
+        cc_y=args.cc_y,
+        extend=args.extend,
+        attack=args.attack,
+        release=args.release,
+        loop=loop,
+    )
     pads = len(marker["pads"])
     where = Path(args.out)
     if args.format == "onss":
-        print(f"exported {pads} pad(s) for Open NSynth Super to {where}/: copy {where}/pads/ to the "
-              f"device's {marker['options']['data_directory']} and merge "
-              f"{where}/settings-fragment.json into its settings.json")
+        print(
+            f"exported {pads} pad(s) for Open NSynth Super to {where}/: copy {where}/pads/ to the "
+            f"device's {marker['options']['data_directory']} and merge "
+            f"{where}/settings-fragment.json into its settings.json"
+        )
     else:
-        print(f"exported {pads} SFZ instrument(s) to {where}/: open {where}/"
-              f"{marker['files'][0]} in a sampler; CC {marker['options']['cc_x']} moves x"
-              + (f", CC {marker['options']['cc_y']} moves y" if len(marker["labels"]) == 4 else ""))
+        print(
+            f"exported {pads} SFZ instrument(s) to {where}/: open {where}/"
+            f"{marker['files'][0]} in a sampler; CC {marker['options']['cc_x']} moves x"
+            + (f", CC {marker['options']['cc_y']} moves y" if len(marker["labels"]) == 4 else "")
+        )
 
 
 def cmd_bench(args) -> None:
@@ -277,8 +365,13 @@ def cmd_bench(args) -> None:
     def ints(text):
         return tuple(int(v) for v in text.split(","))
 
-    bench.run(batches=ints(args.batches), maths=tuple(args.math.split(",")),
-              frames=args.frames, device=args.device, encode=not args.no_encode)
+    bench.run(
+        batches=ints(args.batches),
+        maths=tuple(args.math.split(",")),
+        frames=args.frames,
+        device=args.device,
+        encode=not args.no_encode,
+    )
 
 
 def _batch(text: str) -> int:
@@ -287,8 +380,9 @@ def _batch(text: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of sounds per batch, "
-                                         "1 or more (0 = all at once)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a whole number of sounds per batch, 1 or more (0 = all at once)"
+        )
     return value
 
 
@@ -299,9 +393,11 @@ def _midi_number(option: str, low: int = 0):
         except ValueError:
             value = -1
         if not low <= value <= 127:
-            raise argparse.ArgumentTypeError(f"{text!r}: {option} takes a whole number from "
-                                             f"{low} to 127")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {option} takes a whole number from {low} to 127"
+            )
         return value
+
     return parse
 
 
@@ -309,8 +405,10 @@ def _sound_name(text: str) -> str:
     from .config import SOUND_NAME
 
     if not re.fullmatch(SOUND_NAME, text):
-        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '.' or '-' (at most "
-                                         "40, starting with a letter or digit)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use letters, digits, '.' or '-' (at most "
+            "40, starting with a letter or digit)"
+        )
     return text
 
 
@@ -319,20 +417,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
-    p.add_argument("--workflow", required=True,
-                   help="workflow config (config-workflow-local.json): backend, device, models")
-    p.add_argument("--dataset", required=True, nargs="+",
-                   help="dataset folder(s) holding space.json and their sounds, or a folder of "
-                        "them; all their shards are scheduled together")
+    p.add_argument(
+        "--workflow",
+        required=True,
+        help="workflow config (config-workflow-local.json): backend, device, models",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        nargs="+",
+        help="dataset folder(s) holding space.json and their sounds, or a folder of "
+        "them; all their shards are scheduled together",
+    )
     p.add_argument("--output", help="folder for the space (default: the workflow's output)")
-    p.add_argument("--force", action="store_true",
-                   help="make every cell again instead of keeping finished ones")
-    p.add_argument("--no-pictures", action="store_true",
-                   help="skip space.png and the thumbnails (huge spaces)")
-    p.add_argument("--wait", action="store_true",
-                   help="wait for another run writing the same space instead of refusing")
-    p.add_argument("--yes", action="store_true",
-                   help="make a library of more than 16,641 distinct decodes (see `plan`)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="make every cell again instead of keeping finished ones",
+    )
+    p.add_argument(
+        "--no-pictures", action="store_true", help="skip space.png and the thumbnails (huge spaces)"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for another run writing the same space instead of refusing",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="make a library of more than 16,641 distinct decodes (see `plan`)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("plan", help="count and price a space or library without decoding")
@@ -340,15 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("explore", help="(re)write the explorer of a space (index.html, pictures) "
-                                       "or a library (index.html)")
+    p = sub.add_parser(
+        "explore",
+        help="(re)write the explorer of a space (index.html, pictures) or a library (index.html)",
+    )
     p.add_argument("space", help="a space folder (OUTPUT/<name>)")
     p.add_argument("--no-pictures", action="store_true", help="skip space.png and the thumbnails")
-    p.add_argument("--wait", action="store_true",
-                   help="wait for a run writing the space instead of refusing")
-    p.add_argument("--embed-max-mb", type=float, default=8.0,
-                   help="sounds go into the page (to play from file://) only up to this size; "
-                        "above it the page fetches them over soundspace serve")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for a run writing the space instead of refusing"
+    )
+    p.add_argument(
+        "--embed-max-mb",
+        type=float,
+        default=8.0,
+        help="sounds go into the page (to play from file://) only up to this size; "
+        "above it the page fetches them over soundspace serve",
+    )
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("serve", help="serve a space's or library's explorer on 127.0.0.1")
@@ -359,19 +481,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render-shard", help="make the cells of one saved shard (what a job runs)")
     p.add_argument("spec", help="shard folder: shard.json + embeddings.npy")
     p.add_argument("--out", required=True, help="folder for the finished cells")
-    p.add_argument("--model", help="model folder or zip to use instead of the spec's path "
-                                   "(e.g. under /storage); its identity must match")
+    p.add_argument(
+        "--model",
+        help="model folder or zip to use instead of the spec's path "
+        "(e.g. under /storage); its identity must match",
+    )
     p.add_argument("--device", help="device instead of the spec's (cpu, cuda, auto)")
     p.set_defaults(func=cmd_render_shard)
 
     p = sub.add_parser("convert", help="convert Magenta's TensorFlow checkpoint to a model folder")
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint prefix (.../model.ckpt-200000) or the folder holding it")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint prefix (.../model.ckpt-200000) or the folder holding it",
+    )
     p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--moving-averages", action="store_true",
-                   help="take the exponential moving averages instead of the plain weights")
-    p.add_argument("--stages", type=int, default=10,
-                   help="dilation cycle (layers per stage; 10 for Magenta's model)")
+    p.add_argument(
+        "--moving-averages",
+        action="store_true",
+        help="take the exponential moving averages instead of the plain weights",
+    )
+    p.add_argument(
+        "--stages",
+        type=int,
+        default=10,
+        help="dilation cycle (layers per stage; 10 for Magenta's model)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
     p.set_defaults(func=cmd_convert)
 
@@ -383,19 +518,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="encode sounds to embeddings (.npy of [frames, 16])")
     p.add_argument("inputs", nargs="+", metavar="IN", help="sound files (any rate, channels)")
     model_args(p)
-    p.add_argument("--keep-partial-frame", action="store_true",
-                   help="zero-pad the last partial frame instead of dropping it (Magenta drops)")
+    p.add_argument(
+        "--keep-partial-frame",
+        action="store_true",
+        help="zero-pad the last partial frame instead of dropping it (Magenta drops)",
+    )
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode embeddings (.npy) to 16 kHz WAVs")
     p.add_argument("inputs", nargs="+", metavar="EMB", help=".npy embeddings [frames, 16]")
     model_args(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same audio)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="softmax temperature (1.0 samples as Magenta does)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="softmax temperature (1.0 samples as Magenta does)",
+    )
     p.add_argument("--batch", type=_batch, default=0, help="sounds per batch (default: all)")
-    p.add_argument("--math", default="auto", choices=("auto", "numpy", "torch"),
-                   help="matrix library of the decoding loop (auto: numpy on CPU)")
+    p.add_argument(
+        "--math",
+        default="auto",
+        choices=("auto", "numpy", "torch"),
+        help="matrix library of the decoding loop (auto: numpy on CPU)",
+    )
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("train", help="train (or fine-tune) a model on a folder of sounds")
@@ -408,60 +554,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--input-noise", type=float, default=0.0,
-                   help="std of noise on the decoder's input samples (1/128 = one mu-law bin)")
-    p.add_argument("--input-noise-end", type=float,
-                   help="let the noise fall from --input-noise to this along the learning rate's cosine")
-    p.add_argument("--onset-crops", type=float, default=0.0,
-                   help="fraction of crops that start at a sound's first sample (0..1)")
-    p.add_argument("--self-feed", type=float, default=0.0,
-                   help="fraction of the decoder's input samples replaced by its own draws (0..1)")
-    p.add_argument("--self-feed-from", type=float, default=0.0,
-                   help="fraction of the run trained without self-feeding first (0..<1)")
-    p.add_argument("--encoder-context", action="store_true",
-                   help="crops on frame boundaries, encoded with the audio around them as in generation")
-    p.add_argument("--compile", action="store_true",
-                   help="compile the training step (a minute first, then ~1.4x faster on CPU)")
+    p.add_argument(
+        "--input-noise",
+        type=float,
+        default=0.0,
+        help="std of noise on the decoder's input samples (1/128 = one mu-law bin)",
+    )
+    p.add_argument(
+        "--input-noise-end",
+        type=float,
+        help="let the noise fall from --input-noise to this along the learning rate's cosine",
+    )
+    p.add_argument(
+        "--onset-crops",
+        type=float,
+        default=0.0,
+        help="fraction of crops that start at a sound's first sample (0..1)",
+    )
+    p.add_argument(
+        "--self-feed",
+        type=float,
+        default=0.0,
+        help="fraction of the decoder's input samples replaced by its own draws (0..1)",
+    )
+    p.add_argument(
+        "--self-feed-from",
+        type=float,
+        default=0.0,
+        help="fraction of the run trained without self-feeding first (0..<1)",
+    )
+    p.add_argument(
+        "--encoder-context",
+        action="store_true",
+        help="crops on frame boundaries, encoded with the audio around them as in generation",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the training step (a minute first, then ~1.4x faster on CPU)",
+    )
     p.add_argument("--device", default="cpu")
     for field in DEMO_SIZE:
-        p.add_argument(f"--{field.replace('_', '-')}", type=int, dest=field,
-                       help=f"model size (default: the demo model's {DEMO_SIZE[field]})")
+        p.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            dest=field,
+            help=f"model size (default: the demo model's {DEMO_SIZE[field]})",
+        )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("inputs", help="render NSynth-style notes from a soundfont (library inputs)")
     p.add_argument("--soundfont", required=True, help="a SoundFont 2 file (.sf2)")
-    p.add_argument("--program", required=True, type=_midi_number("--program"),
-                   help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
-                        "from 1: its program 34, Fingered bass, is 33 here)")
+    p.add_argument(
+        "--program",
+        required=True,
+        type=_midi_number("--program"),
+        help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
+        "from 1: its program 34, Fingered bass, is 33 here)",
+    )
     p.add_argument("--bank", type=_midi_number("--bank"), default=0, help="preset bank 0-127")
-    p.add_argument("--pitches", required=True, nargs="+", type=_midi_number("--pitches"),
-                   help="MIDI notes to render (60 = middle C)")
-    p.add_argument("--length", type=float, default=4.0,
-                   help="seconds per note: held for 3/4, then released (NSynth: 4)")
+    p.add_argument(
+        "--pitches",
+        required=True,
+        nargs="+",
+        type=_midi_number("--pitches"),
+        help="MIDI notes to render (60 = middle C)",
+    )
+    p.add_argument(
+        "--length",
+        type=float,
+        default=4.0,
+        help="seconds per note: held for 3/4, then released (NSynth: 4)",
+    )
     p.add_argument("--velocity", type=_midi_number("--velocity", low=1), default=100)
-    p.add_argument("--name", required=True, type=_sound_name,
-                   help="the sound's name: files are written as NAME_PITCH.wav")
+    p.add_argument(
+        "--name",
+        required=True,
+        type=_sound_name,
+        help="the sound's name: files are written as NAME_PITCH.wav",
+    )
     p.add_argument("--out", required=True, help="folder for the notes (a library's dataset)")
     p.set_defaults(func=cmd_inputs)
 
-    p = sub.add_parser("export", help="a space or library as an instrument: Open NSynth Super "
-                                      "pads (onss) or SFZ")
+    p = sub.add_parser(
+        "export", help="a space or library as an instrument: Open NSynth Super pads (onss) or SFZ"
+    )
     p.add_argument("source", help="a space or library folder (OUTPUT/<name>)")
     p.add_argument("--format", required=True, help="onss (Open NSynth Super) or sfz")
     p.add_argument("--out", required=True, help="export folder (new, empty or an earlier export)")
-    p.add_argument("--pitch", type=_midi_number("--pitch"),
-                   help="MIDI note of a space's sounds (default 60); a library knows its pitches")
+    p.add_argument(
+        "--pitch",
+        type=_midi_number("--pitch"),
+        help="MIDI note of a space's sounds (default 60); a library knows its pitches",
+    )
     p.add_argument("--length", type=int, help="onss: samples per sound at 16 kHz (default 60000)")
-    p.add_argument("--data-directory", help="onss: the pads folder on the device "
-                                              "(default /home/pi/pads)")
+    p.add_argument(
+        "--data-directory", help="onss: the pads folder on the device (default /home/pi/pads)"
+    )
     p.add_argument("--cc-x", type=_midi_number("--cc-x"), help="sfz: controller for x (default 1)")
     p.add_argument("--cc-y", type=_midi_number("--cc-y"), help="sfz: controller for y (default 2)")
-    p.add_argument("--extend", type=int,
-                   help="sfz: semitones played beyond the lowest and highest pitch (default 12)")
+    p.add_argument(
+        "--extend",
+        type=int,
+        help="sfz: semitones played beyond the lowest and highest pitch (default 12)",
+    )
     p.add_argument("--attack", type=float, help="sfz: attack in seconds (default 0.005)")
     p.add_argument("--release", type=float, help="sfz: release in seconds (default 0.15)")
-    p.add_argument("--loop", action="store_true",
-                   help="sfz: loop while a key is held, from 20 %% to 41 %% of the sound")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="sfz: loop while a key is held, from 20 %% to 41 %% of the sound",
+    )
     p.add_argument("--loop-start", type=float, help="sfz: loop start, a fraction of the sound")
     p.add_argument("--loop-end", type=float, help="sfz: loop end, a fraction of the sound")
     p.set_defaults(func=cmd_export)
@@ -489,8 +692,11 @@ def main(argv=None) -> int:
     from .files import describe
 
     args = build_parser().parse_args(argv)
-    kept = "; finished cells are kept: run the same command again to continue" \
-        if args.command in ("generate", "render-shard") else ""
+    kept = (
+        "; finished cells are kept: run the same command again to continue"
+        if args.command in ("generate", "render-shard")
+        else ""
+    )
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (main() called from a program's thread)
@@ -512,8 +718,11 @@ def main(argv=None) -> int:
     except Exception as error:  # a bug: still one line, the traceback on request
         if os.environ.get("SOUNDSPACE_DEBUG"):
             raise
-        print(f"soundspace {args.command}: internal error: {type(error).__name__}: {error} "
-              "(please report it; SOUNDSPACE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"soundspace {args.command}: internal error: {type(error).__name__}: {error} "
+            "(please report it; SOUNDSPACE_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 2
     finally:
         if previous is not None:

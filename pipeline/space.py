@@ -13,6 +13,7 @@ Weightings:
 A cell's embedding is the weighted sum of the inputs' embeddings. Cells with the same weights
 (to 9 decimals, far below any audible difference) are decoded once.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,14 @@ import numpy as np
 
 LINE = ("LEFT", "RIGHT")
 SQUARE = ("NW", "NE", "SW", "SE")
-CORNERS = {"LEFT": (0.0, 0.0), "RIGHT": (1.0, 0.0),
-           "NW": (0.0, 0.0), "NE": (1.0, 0.0), "SW": (0.0, 1.0), "SE": (1.0, 1.0)}
+CORNERS = {
+    "LEFT": (0.0, 0.0),
+    "RIGHT": (1.0, 0.0),
+    "NW": (0.0, 0.0),
+    "NE": (1.0, 0.0),
+    "SW": (0.0, 1.0),
+    "SE": (1.0, 1.0),
+}
 WEIGHTINGS = ("bilinear", "radial")
 CELL_NAME = re.compile(r"x[0-9]{2,3}_y[0-9]{2,3}")  # Cell.name: column and row, from NW or LEFT
 # A library's decode (pipeline/library.py): pitch and a hash of its mix. Decodes are stored and
@@ -61,15 +68,28 @@ def cells(labels: tuple, resolution: int, weighting: str = "bilinear") -> list[C
     """Every cell of the space, row by row from the north-west (or left) end."""
     steps = [i / (resolution - 1) for i in range(resolution)]
     rows = [0] if labels == LINE else range(resolution)
-    return [Cell(xi, yi, steps[xi], steps[yi] if labels != LINE else 0.0,
-                 tuple(float(w) for w in weights_at(steps[xi], steps[yi] if labels != LINE else 0.0,
-                                                     labels, weighting)))
-            for yi in rows for xi in range(resolution)]
+    return [
+        Cell(
+            xi,
+            yi,
+            steps[xi],
+            steps[yi] if labels != LINE else 0.0,
+            tuple(
+                float(w)
+                for w in weights_at(
+                    steps[xi], steps[yi] if labels != LINE else 0.0, labels, weighting
+                )
+            ),
+        )
+        for yi in rows
+        for xi in range(resolution)
+    ]
 
 
 def unique_weights(grid: list[Cell]) -> tuple[np.ndarray, list[int]]:
     """The distinct weight sets `[U, sounds]` and, per cell, the index of its set."""
-    keys, index = {}, []
+    keys: dict[tuple, int] = {}
+    index: list[int] = []
     for cell in grid:
         key = tuple(round(w, 9) for w in cell.weights)
         index.append(keys.setdefault(key, len(keys)))

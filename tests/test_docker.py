@@ -267,7 +267,7 @@ def test_standin_in_docker_mode_stopping_a_job_kills_its_container(tmp_path, cap
     import numpy as np
 
     from pipeline.nsynth import NSynth
-    from pipeline.paperspace.client import JobsClient
+    from pipeline.backends.paperspace.client import JobsClient
     from pipeline.shards import ShardSpec
 
     from .conftest import DEMO_MODEL

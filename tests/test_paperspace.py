@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import SoundspaceError
-from pipeline.paperspace import client as jobs_api
+from pipeline.backends.paperspace import client as jobs_api
 from pipeline.cli import main
 from pipeline.nsynth import NSynth
 from .pipeline_helpers import generate_space
@@ -376,7 +376,7 @@ def test_following_ends_when_the_log_end_came_before_the_final_state(tmp_path):
     """A job that ends between `getJob` (still Running) and `logs` (whose last row is PSEOF):
     the next polls see Stopped and no new log rows; following must end, not poll forever."""
     from pipeline.config import load_workflow
-    from pipeline.paperspace.backend import PaperspaceBackend
+    from pipeline.backends.paperspace.backend import PaperspaceBackend
 
     states = iter(["Running"])
     rows = iter([[{"line": 1, "message": "done"}, {"line": 2, "message": "PSEOF"}]])

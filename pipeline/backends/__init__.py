@@ -25,7 +25,7 @@ def backend_for(workflow):
 
         return LocalBackend(workflow.parallel_shards)
     if workflow.backend == "paperspace":
-        from ..paperspace.backend import PaperspaceBackend
+        from .paperspace.backend import PaperspaceBackend
 
         return PaperspaceBackend(workflow)
     if workflow.backend == "ray":

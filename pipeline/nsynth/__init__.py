@@ -8,6 +8,7 @@
 
 Everything takes and returns numpy arrays. This package knows nothing of configs or backends.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from .. import SoundspaceError
-from . import checkpoint, generate as _generate
+from . import checkpoint
+from . import generate as _generate
 from .model import Autoencoder, ModelConfig
 from .mulaw import network_input
 
@@ -34,10 +36,14 @@ def resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise SoundspaceError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+        raise SoundspaceError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'"
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise SoundspaceError(f"device {device!r} asked for, but this torch has no usable CUDA "
-                              "GPU; use --device cpu (or auto)")
+        raise SoundspaceError(
+            f"device {device!r} asked for, but this torch has no usable CUDA "
+            "GPU; use --device cpu (or auto)"
+        )
     return resolved
 
 
@@ -66,26 +72,38 @@ class NSynth:
         return next(self.net.parameters()).device
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> "NSynth":
+    def load(cls, path, device: str = "cpu") -> NSynth:
         """Load a model folder (`weights.safetensors` + `model.json`)."""
         weights, config, meta = checkpoint.load_model(path)
-        return cls._build(weights, config, checkpoint.identity(meta["weights_sha256"], config),
-                          meta, device)
+        return cls._build(
+            weights, config, checkpoint.identity(meta["weights_sha256"], config), meta, device
+        )
 
     @classmethod
-    def from_weights(cls, weights: dict, device: str = "cpu", stages: int = 10,
-                     ae_stages: int = 10, hop: int = 512) -> "NSynth":
+    def from_weights(
+        cls,
+        weights: dict,
+        device: str = "cpu",
+        stages: int = 10,
+        ae_stages: int = 10,
+        hop: int = 512,
+    ) -> NSynth:
         """Build from `{Magenta variable name: array}`; sizes are read from the shapes."""
-        config = ModelConfig.from_shapes({n: np.shape(v) for n, v in weights.items()},
-                                         stages=stages, ae_stages=ae_stages, hop=hop)
+        config = ModelConfig.from_shapes(
+            {n: np.shape(v) for n, v in weights.items()},
+            stages=stages,
+            ae_stages=ae_stages,
+            hop=hop,
+        )
         digest = hashlib.sha256()
         for name in sorted(weights):
             digest.update(name.encode() + np.ascontiguousarray(weights[name], np.float32).tobytes())
-        return cls._build(weights, config, checkpoint.identity(digest.hexdigest(), config), {},
-                          device)
+        return cls._build(
+            weights, config, checkpoint.identity(digest.hexdigest(), config), {}, device
+        )
 
     @classmethod
-    def _build(cls, weights, config, identity, meta, device) -> "NSynth":
+    def _build(cls, weights, config, identity, meta, device) -> NSynth:
         net = Autoencoder(config)
         net.load_magenta(weights)
         return cls(net.to(resolve_device(device)), identity, meta)
@@ -101,12 +119,14 @@ class NSynth:
         hop = self.config.hop
         frames = audio.shape[1] // hop if drop_partial else -(-audio.shape[1] // hop)
         if frames == 0:
-            raise SoundspaceError(f"audio of {audio.shape[1]} samples is shorter than one "
-                                  f"frame ({hop} samples, {hop / 16000 * 1000:.0f} ms)")
-        x = np.zeros((audio.shape[0], frames * hop), np.float32)
+            raise SoundspaceError(
+                f"audio of {audio.shape[1]} samples is shorter than one "
+                f"frame ({hop} samples, {hop / 16000 * 1000:.0f} ms)"
+            )
+        padded = np.zeros((audio.shape[0], frames * hop), np.float32)
         usable = min(audio.shape[1], frames * hop)
-        x[:, :usable] = network_input(audio[:, :usable])
-        x = torch.from_numpy(x).to(self.device)
+        padded[:, :usable] = network_input(audio[:, :usable])
+        x = torch.from_numpy(padded).to(self.device)
         # One side of the encoder's receptive field, in whole frames.
         context = -(-self.config.ae_reach() // hop)
         per_chunk = max(1, ENCODE_CHUNK_SAMPLES // hop - 2 * context)
@@ -116,10 +136,10 @@ class NSynth:
             for f0 in range(0, frames, per_chunk):
                 f1 = min(frames, f0 + per_chunk)
                 lo, hi = max(0, f0 - context), min(frames, f1 + context)
-                z = self.net.encode(x[b0:b0 + rows, lo * hop:hi * hop])
-                z = z[:, :, (f0 - lo) * hop:(f1 - lo) * hop]
+                z = self.net.encode(x[b0 : b0 + rows, lo * hop : hi * hop])
+                z = z[:, :, (f0 - lo) * hop : (f1 - lo) * hop]
                 pooled = z.reshape(z.shape[0], z.shape[1], f1 - f0, hop).mean(-1)
-                out[b0:b0 + rows, f0:f1] = pooled.transpose(1, 2).cpu().numpy()
+                out[b0 : b0 + rows, f0:f1] = pooled.transpose(1, 2).cpu().numpy()
         return out
 
     def _check_encoding(self, encoding) -> np.ndarray:
@@ -127,8 +147,10 @@ class NSynth:
         if encoding.ndim == 2:
             encoding = encoding[None]
         if encoding.ndim != 3 or encoding.shape[2] != self.config.bottleneck:
-            raise SoundspaceError(f"embeddings must be [sounds, frames, {self.config.bottleneck}],"
-                                  f" got shape {list(encoding.shape)}")
+            raise SoundspaceError(
+                f"embeddings must be [sounds, frames, {self.config.bottleneck}],"
+                f" got shape {list(encoding.shape)}"
+            )
         if encoding.shape[1] == 0:
             raise SoundspaceError("embeddings have no frames")
         if not np.isfinite(encoding).all():
@@ -143,9 +165,11 @@ class NSynth:
         audio, encoding = _audio_batch(audio), self._check_encoding(encoding)
         batch, steps = audio.shape
         if encoding.shape[0] != batch or encoding.shape[1] * self.config.hop < steps:
-            raise SoundspaceError(f"{steps} samples of {batch} sound(s) need embeddings "
-                                  f"[{batch}, >= {-(-steps // self.config.hop)}, "
-                                  f"{self.config.bottleneck}], got {list(encoding.shape)}")
+            raise SoundspaceError(
+                f"{steps} samples of {batch} sound(s) need embeddings "
+                f"[{batch}, >= {-(-steps // self.config.hop)}, "
+                f"{self.config.bottleneck}], got {list(encoding.shape)}"
+            )
         inputs = np.zeros_like(audio)
         inputs[:, 1:] = network_input(audio[:, :-1])
         z = torch.from_numpy(encoding).to(self.device).transpose(1, 2)
@@ -160,8 +184,9 @@ class NSynth:
             raise SoundspaceError(str(error)) from None
 
     @torch.no_grad()
-    def generate(self, encoding, seed=0, temperature: float = 1.0, progress=True,
-                 math: str = "auto") -> np.ndarray:
+    def generate(
+        self, encoding, seed=0, temperature: float = 1.0, progress=True, math: str = "auto"
+    ) -> np.ndarray:
         """Sample audio `[B, F * hop]` from embeddings `[B, F, bottleneck]`, all in one batch.
 
         `seed` is an int (sound b draws from the stream (seed, b)) or one seed per sound.
@@ -169,20 +194,30 @@ class NSynth:
         Same seed, same audio, bit for bit, on the same device and math library."""
         encoding = self._check_encoding(encoding)
         if not temperature > 0:
-            raise SoundspaceError(f"temperature must be > 0 (1.0 samples as Magenta does), "
-                                  f"got {temperature}")
+            raise SoundspaceError(
+                f"temperature must be > 0 (1.0 samples as Magenta does), got {temperature}"
+            )
         try:
             _generate.row_seeds(seed, encoding.shape[0])
         except (ValueError, TypeError) as error:
             raise SoundspaceError(f"bad seed: {error}") from None
-        return _generate.generate(self.net.magenta_state(), self.config, encoding, seed,
-                                  self._math(math), temperature, progress)
+        return _generate.generate(
+            self.net.magenta_state(),
+            self.config,
+            encoding,
+            seed,
+            self._math(math),
+            temperature,
+            progress,
+        )
 
     @torch.no_grad()
-    def teacher_forced_incremental(self, audio, encoding, math: str = "auto",
-                                   block_rows: int = _generate.BLOCK_ROWS) -> np.ndarray:
+    def teacher_forced_incremental(
+        self, audio, encoding, math: str = "auto", block_rows: int = _generate.BLOCK_ROWS
+    ) -> np.ndarray:
         """`probabilities()` computed by the incremental generator step by step (for checks);
         `block_rows` bounds the rows of the past-tap products (see generate.block_size)."""
         audio, encoding = _audio_batch(audio), self._check_encoding(encoding)
-        return _generate.teacher_forced(self.net.magenta_state(), self.config, audio, encoding,
-                                        self._math(math), block_rows)
+        return _generate.teacher_forced(
+            self.net.magenta_state(), self.config, audio, encoding, self._math(math), block_rows
+        )

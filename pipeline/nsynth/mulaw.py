@@ -4,6 +4,7 @@ Both networks see quantised audio `q / 128`, never raw samples, and the decoder'
 bins are `q + 128`. The forward transform floors (rounding instead moves every log-probability
 by ~2e-3, far outside the fidelity tolerance), and `forward(inverse(q)) == q` for every bin.
 """
+
 import numpy as np
 
 

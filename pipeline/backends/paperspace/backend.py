@@ -15,6 +15,7 @@ from PAPERSPACE_API_KEY; what the client retries and how is in `client.py`. Ever
 named uniquely (space, shard, attempt, a random tag), which is how a job whose createJob answer
 was lost is found again.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,12 +31,12 @@ import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from .. import SoundspaceError
-from ..files import inside
-from ..backends.remote import receive
-from ..backends.tasks import run_tasks
-from ..shards import SHARD_MANIFEST, ShardSpec
-from ..space import WORK_NAME
+from ... import SoundspaceError
+from ...files import inside
+from ...shards import SHARD_MANIFEST, ShardSpec
+from ...space import WORK_NAME
+from ..remote import receive
+from ..tasks import run_tasks
 from .client import JobsClient
 
 RETRIED = {"failed", "error", "preempted"}
@@ -55,15 +56,29 @@ class PaperspaceBackend:
         self.log = log or (lambda line: print(line, file=sys.stderr))
         self.active: set = set()
         self.stopping = threading.Event()  # start no more jobs, and stop the jobs that run
-        self.client = None
+        self.client: JobsClient | None = None
+
+    @property
+    def jobs(self) -> JobsClient:
+        """The client, connected by `run`."""
+        if self.client is None:
+            raise SoundspaceError("the Paperspace backend is not connected (run connects it)")
+        return self.client
 
     def _connect(self) -> JobsClient:
         key = os.environ.get("PAPERSPACE_API_KEY", "")
         if not key:
-            raise SoundspaceError("PAPERSPACE_API_KEY is not set: export your Paperspace API key "
-                                  "(it is read from the environment only, never from a file)")
-        return JobsClient(self.api_url, self.logs_url, key, backoff=self.settings.backoff_seconds,
-                          max_wait=self.settings.max_wait_seconds)
+            raise SoundspaceError(
+                "PAPERSPACE_API_KEY is not set: export your Paperspace API key "
+                "(it is read from the environment only, never from a file)"
+            )
+        return JobsClient(
+            self.api_url,
+            self.logs_url,
+            key,
+            backoff=self.settings.backoff_seconds,
+            max_wait=self.settings.max_wait_seconds,
+        )
 
     def run(self, tasks, progress):
         self.client = self.client or self._connect()
@@ -92,10 +107,12 @@ class PaperspaceBackend:
 
     def _stop(self, job_id: str) -> None:
         try:
-            self.client.stop(job_id)
+            self.jobs.stop(job_id)
         except SoundspaceError as error:
-            self.log(f"could not stop job {job_id}: {error}; stop it in the Paperspace console, "
-                     "it may still be running (and billed)")
+            self.log(
+                f"could not stop job {job_id}: {error}; stop it in the Paperspace console, "
+                "it may still be running (and billed)"
+            )
             return
         self.log(f"stopped job {job_id}")
 
@@ -111,56 +128,81 @@ class PaperspaceBackend:
     def _run_shard(self, spec: ShardSpec, space_dir: Path, progress) -> dict:
         label = f"shard {spec.index + 1}/{spec.count}"
         storage_model = getattr(self.settings.storage_models, spec.model.get("role", "real"))
-        attempts, decoded, spent, records = 0, 0, {}, {}
+        attempts, decoded = 0, 0
+        spent: dict[str, float] = {}
+        records: dict[str, dict] = {}
         while True:
             if self.stopping.is_set():
                 raise SoundspaceError(f"{label}: not started, the run is stopping")
-            todo = spec.only([i for i, point in enumerate(spec.points)
-                              if any(name not in records for name in point["cells"])])
+            todo = spec.only(
+                [
+                    i
+                    for i, point in enumerate(spec.points)
+                    if any(name not in records for name in point["cells"])
+                ]
+            )
             if not todo.points:
                 return {"seconds": spent, "decoded": decoded, "records": records}
-            job = self.client.create_job({
-                "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}-{attempts + 1}-"
-                        f"{secrets.token_hex(4)}",
-                "container": self.settings.container,
-                "machineType": self.settings.machine_type,
-                "projectId": self.settings.project_id,
-                "command": (f"soundspace render-shard shard --out /artifacts "
-                            f"--model {storage_model} --device {spec.device}"),
-                "envVars": json.dumps({"SOUNDSPACE_SHARD": f"{spec.index + 1}/{spec.count}"}),
-                "isPreemptible": str(self.settings.preemptible).lower(),
-            }, self._workspace(todo), "shard.zip")
+            job = self.jobs.create_job(
+                {
+                    "name": f"soundspace-{spec.space}-{spec.index + 1}of{spec.count}-"
+                    f"{attempts + 1}-{secrets.token_hex(4)}",
+                    "container": self.settings.container,
+                    "machineType": self.settings.machine_type,
+                    "projectId": self.settings.project_id,
+                    "command": (
+                        f"soundspace render-shard shard --out /artifacts "
+                        f"--model {storage_model} --device {spec.device}"
+                    ),
+                    "envVars": json.dumps({"SOUNDSPACE_SHARD": f"{spec.index + 1}/{spec.count}"}),
+                    "isPreemptible": str(self.settings.preemptible).lower(),
+                },
+                self._workspace(todo),
+                "shard.zip",
+            )
             job_id = job.get("id")
             if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
-                raise SoundspaceError(f"{label}: the server answered createJob with job id "
-                                      f"{str(job_id)[:40]!r}, which is not a job id; refusing it")
+                raise SoundspaceError(
+                    f"{label}: the server answered createJob with job id "
+                    f"{str(job_id)[:40]!r}, which is not a job id; refusing it"
+                )
             self.active.add(job_id)
-            self.log(f"{label}: job {job_id} created ({len(todo.points)} point(s), "
-                     f"{self.settings.machine_type})")
+            self.log(
+                f"{label}: job {job_id} created ({len(todo.points)} point(s), "
+                f"{self.settings.machine_type})"
+            )
             try:
                 job, tail = self._follow(job_id, label)
             finally:
                 self.active.discard(job_id)
             state = str(job.get("state", "")).lower()
-            merged, seconds = self._collect(job_id, todo, space_dir, records,
-                                            complete=state == "stopped")
+            merged, seconds = self._collect(
+                job_id, todo, space_dir, records, complete=state == "stopped"
+            )
             decoded += merged
             for stage, value in seconds.items():
                 spent[stage] = spent.get(stage, 0.0) + value
             progress(merged * spec.decoded_samples)
             if state == "stopped":
                 continue  # the loop ends when nothing is pending (or resubmits what is missing)
-            detail = f"exit code {job.get('exitCode')}" + (f", {job['jobError']}" if job.get("jobError") else "")
+            detail = f"exit code {job.get('exitCode')}" + (
+                f", {job['jobError']}" if job.get("jobError") else ""
+            )
             if state in RETRIED and attempts < self.settings.retries:
                 attempts += 1
-                self.log(f"{label}: job {job_id} ended {job.get('state')} ({detail}); "
-                         f"resubmitting ({attempts}/{self.settings.retries})")
+                self.log(
+                    f"{label}: job {job_id} ended {job.get('state')} ({detail}); "
+                    f"resubmitting ({attempts}/{self.settings.retries})"
+                )
                 continue
             excerpt = " | ".join(tail[-5:]) or "(no log)"
-            raise SoundspaceError(self.client.scrub(
-                f"{label}: job {job_id} ended {job.get('state')} ({detail}) after {attempts + 1} "
-                f"attempt(s); last log lines: {excerpt}. Finished cells are kept: run the same "
-                "command again to make the rest"))
+            raise SoundspaceError(
+                self.jobs.scrub(
+                    f"{label}: job {job_id} ended {job.get('state')} ({detail}) after "
+                    f"{attempts + 1} attempt(s); last log lines: {excerpt}. Finished cells are "
+                    "kept: run the same command again to make the rest"
+                )
+            )
 
     def _follow(self, job_id: str, label: str) -> tuple[dict, list]:
         """Poll the job (with backoff while it waits) and copy its log into ours until it ends,
@@ -175,12 +217,14 @@ class PaperspaceBackend:
                 self._stop(job_id)
             if late and time.monotonic() > deadline + 60 * self.settings.job_timeout_minutes:
                 # stopped (or asked to) as long ago as it was given, and it still runs
-                raise SoundspaceError(f"{label}: job {job_id} did not end within "
-                                      f"{self.settings.job_timeout_minutes:g} minutes "
-                                      "(paperspace.job_timeout_minutes), nor after it was stopped")
-            job = self.client.get_job(job_id)
+                raise SoundspaceError(
+                    f"{label}: job {job_id} did not end within "
+                    f"{self.settings.job_timeout_minutes:g} minutes "
+                    "(paperspace.job_timeout_minutes), nor after it was stopped"
+                )
+            job = self.jobs.get_job(job_id)
             state = str(job.get("state", "")).lower()
-            for row in self.client.logs(job_id, line):
+            for row in self.jobs.logs(job_id, line):
                 if isinstance(row.get("line"), int):
                     line = max(line, row["line"])
                 message = str(row.get("message", ""))
@@ -188,33 +232,40 @@ class PaperspaceBackend:
                     ended = True
                     continue
                 tail.append(message)
-                self.log(self.client.scrub(f"[{label} {job_id}] {message}"))
+                self.log(self.jobs.scrub(f"[{label} {job_id}] {message}"))
             if state in TERMINAL and (ended or state != "stopped" or stop_sent):
                 if late and not self.stopping.is_set():
-                    tail.append(f"(stopped by soundspace: not ended within "
-                                f"{self.settings.job_timeout_minutes:g} minutes, "
-                                "paperspace.job_timeout_minutes)")
+                    tail.append(
+                        f"(stopped by soundspace: not ended within "
+                        f"{self.settings.job_timeout_minutes:g} minutes, "
+                        "paperspace.job_timeout_minutes)"
+                    )
                 return job, tail[-20:]
             time.sleep(interval)
-            interval = min(interval * 1.5, 6 * self.settings.poll_seconds) if state == "pending" \
+            interval = (
+                min(interval * 1.5, 6 * self.settings.poll_seconds)
+                if state == "pending"
                 else self.settings.poll_seconds
+            )
 
-    def _collect(self, job_id: str, spec: ShardSpec, space_dir: Path, records: dict,
-                 complete: bool) -> tuple:
+    def _collect(
+        self, job_id: str, spec: ShardSpec, space_dir: Path, records: dict, complete: bool
+    ) -> tuple:
         """Download the job's artifacts, verify every cell and merge the good ones into the space,
         adding their records to `records`. Returns the points merged and the job's seconds per
         stage (from its shard manifest); with `complete`, every cell of `spec` must be there."""
         found = {}
-        for item in self.client.artifacts(job_id):
+        for item in self.jobs.artifacts(job_id):
             name = str(item.get("file", ""))
             inside(space_dir, name, f"artifact of job {job_id}")
             if not (CELL_FILE.match(name) or name == SHARD_MANIFEST or RECORD_FILE.match(name)):
                 continue  # something else the job wrote: not part of the space
             url = item.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise SoundspaceError(f"artifact {name} of job {job_id} has no download link "
-                                      f"({str(url)[:60]!r})")
-            found[name] = self.client.download(url)
+                raise SoundspaceError(
+                    f"artifact {name} of job {job_id} has no download link ({str(url)[:60]!r})"
+                )
+            found[name] = self.jobs.download(url)
         try:
             seconds = json.loads(found.pop(SHARD_MANIFEST, b"{}")).get("seconds", {})
         except (ValueError, AttributeError):
@@ -222,6 +273,8 @@ class PaperspaceBackend:
         merged, got, missing = receive(found, spec, space_dir, f"job {job_id}")
         records.update(got)
         if complete and missing:
-            raise SoundspaceError(f"job {job_id} ended Stopped but its artifacts lack or fail the check "
-                                  f"for {len(missing)} cell(s): {', '.join(missing[:5])}")
+            raise SoundspaceError(
+                f"job {job_id} ended Stopped but its artifacts lack or fail the check "
+                f"for {len(missing)} cell(s): {', '.join(missing[:5])}"
+            )
         return merged, seconds if isinstance(seconds, dict) else {}
