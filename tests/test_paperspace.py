@@ -232,7 +232,7 @@ def test_model_in_storage_folder_or_zip_unpacked_once(tmp_path):
     for t in threads:
         t.join()
     assert len(set(found)) == 1 and (found[0] / "model.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.zip", "demo.zip.lock", "demo.zip.unpacked"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.zip", "demo.zip.unpacked", "demo.zip.unpacked.lock"]
     assert locate_model(DEMO_MODEL) == DEMO_MODEL
     with pytest.raises(SoundspaceError, match="no model at .*upload it to your team's /storage"):
         locate_model(tmp_path / "missing")
