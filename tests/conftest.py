@@ -11,6 +11,33 @@ from pipeline.nsynth.checkpoint import save_model
 from pipeline.nsynth.model import ModelConfig
 from pipeline.nsynth.random_weights import make_weights
 
+# What a test needs (markers registered in pyproject.toml); `scripts/test --fast` leaves these out.
+RESOURCES = ("docker", "browser", "ray", "root")
+
+
+def needs(*resources: str):
+    """Says what a fixture needs: every test that uses it, directly or through other fixtures,
+    is marked with those markers (pytest_collection_modifyitems below). Apply it under
+    @pytest.fixture."""
+    unknown = set(resources) - set(RESOURCES)
+    assert not unknown, f"not a resource marker: {unknown}"
+
+    def mark(function):
+        function.soundspace_needs = resources
+        return function
+    return mark
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        for name in getattr(item, "fixturenames", ()):
+            for definition in definitions.get(name, ()):
+                for resource in getattr(definition.func, "soundspace_needs", ()):
+                    item.add_marker(resource)
+
+
 FIXTURES = Path(__file__).parent / "fixtures" / "nsynth"
 # The committed demo model: the default model of the test space and of these tests.
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "n-synth" / "checkpoints" / "demo"

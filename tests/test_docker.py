@@ -66,6 +66,7 @@ def test_hadolint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.docker
 def test_compose_file_is_valid_and_declares_the_services():
     result = subprocess.run([tool("docker-compose"), "config"], cwd=ROOT, capture_output=True,
                             text=True, env={**os.environ, "PAPERSPACE_API_KEY": "not-a-real-key"})
@@ -168,6 +169,8 @@ def _compose_up(tmp_path, service: str, timings: dict, owner: int = 0, profile: 
     return clone / "output", run
 
 
+@pytest.mark.docker
+@pytest.mark.root  # chowns the clone to another user
 @pytest.mark.parametrize("owner", [0, 4321], ids=["root", "ordinary-user"])
 def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path, capsys, owner):
     """Item 19: the README's command, typed in a fresh clone with no ./output and no variables,
@@ -200,6 +203,7 @@ def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path,
 
 
 @pytest.mark.full
+@pytest.mark.docker
 def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
     """CHECKPOINT=official, pointed at a loopback server holding the tiny checkpoint's tar: the
     build stage downloads and converts it; the runtime image loads it and has no TensorFlow."""
@@ -227,6 +231,7 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
 
 
 @pytest.mark.full
+@pytest.mark.docker
 def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
     """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
     writes on the host is byte for byte the one the local backend makes here."""
@@ -249,6 +254,7 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
     _report("Paperspace run against the stand-in (compose)", timings, capsys)
 
 
+@pytest.mark.docker
 def test_standin_in_docker_mode_stopping_a_job_kills_its_container(tmp_path, capsys):
     """The stand-in runs a job in its container (docker mode); stopping the job must end the
     container, not only the `docker run` client (which would leave the container running)."""

@@ -97,6 +97,7 @@ def wait_for(driver, script, expected, timeout=10.0):
     raise AssertionError(f"{script} stayed {driver.execute_script(script)!r}, expected {expected!r}")
 
 
+@pytest.mark.browser
 def test_page_in_headless_chromium_from_file(test_space):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -186,6 +187,7 @@ def voices(driver) -> list:
     return driver.execute_script("return window.explorer.active()")
 
 
+@pytest.mark.browser
 def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -265,6 +267,7 @@ def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
         server.close()
 
 
+@pytest.mark.browser
 def test_library_page_from_file(test_library):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -291,6 +294,7 @@ def test_library_page_from_file(test_library):
         driver.quit()
 
 
+@pytest.mark.browser
 def test_a_space_above_the_page_bound_is_fetched_over_serve(test_space, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
