@@ -62,6 +62,44 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                       {"checkpoint": "tiny_expected.npz"})
 
 
+# Reference spaces several tests compare against ("equals the local one"), made once per session
+# with the local backend and a default workflow. Read-only: a test that changes one copies it
+# first (the session ends with an error if a reference changed).
+
+def _reference(folder: Path, data: Path):
+    from .pipeline_helpers import generate_space, workflow
+
+    result = generate_space(data, workflow(folder), progress=False, log=lambda _: None)
+    return result, _contents(result.space_dir)
+
+
+def _contents(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "lock"}
+
+
+@pytest.fixture(scope="session")
+def local_test_space(tmp_path_factory):
+    """The test dataset's space made by the local backend: its RunResult (space_dir, decoded...)."""
+    from .pipeline_helpers import TEST_DATASET
+
+    result, contents = _reference(tmp_path_factory.mktemp("reference-test-space"), TEST_DATASET)
+    yield result
+    assert _contents(result.space_dir) == contents, "a test changed the shared reference space"
+
+
+@pytest.fixture(scope="session")
+def local_small_library(tmp_path_factory):
+    """tests/test_library.py's small library (2 pads, 2 pitches, 26 decodes) made by the local
+    backend: its RunResult."""
+    from .test_library import small_library
+
+    folder = tmp_path_factory.mktemp("reference-small-library")
+    result, contents = _reference(folder, small_library(folder / "data"))
+    yield result
+    assert _contents(result.space_dir) == contents, "a test changed the shared reference library"
+
+
 def tone(seconds: float, freq: float = 220.0, rate: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.6 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t)).astype(np.float32)

@@ -232,21 +232,17 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
 
 @pytest.mark.full
 @pytest.mark.docker
-def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
+def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys,
+                                                                          local_test_space):
     """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
     writes on the host is byte for byte the one the local backend makes here."""
-    from .pipeline_helpers import generate_space
-
-    from .pipeline_helpers import TEST_DATASET, workflow
-
     timings = {}
     out, run = _compose_up(tmp_path, "generate-test-paperspace", timings, profile="standin",
                            extra_env={"PAPERSPACE_API_KEY": "local-standin-key",
                                       "SOUNDSPACE_PAPERSPACE_URL": "http://127.0.0.1:8889"},
                            also=("paperspace-standin",))
     assert "local-standin-key" not in run.stdout + run.stderr
-    local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False,
-                           log=lambda _: None)
+    local = local_test_space  # made once per session (conftest.py)
     space = out / "demo-test-space"
     made = {p.name: p.read_bytes() for p in space.glob("*.wav")}
     assert len(made) == 9

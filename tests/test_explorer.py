@@ -24,9 +24,10 @@ ARTIFACTS = Path(os.environ.get("SOUNDSPACE_TEST_ARTIFACTS", ROOT / "test-artifa
 
 
 @pytest.fixture(scope="module")
-def test_space(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("explorer")
-    return generate_space(TEST_DATASET, workflow(folder), progress=False, log=lambda _: None).space_dir
+def test_space(tmp_path_factory, local_test_space):
+    """A copy of the session's test space (conftest.py): these tests rewrite its pages."""
+    copy = tmp_path_factory.mktemp("explorer") / local_test_space.space_dir.name
+    return Path(shutil.copytree(local_test_space.space_dir, copy, symlinks=True))
 
 
 def test_generate_writes_the_explorer_and_pictures(test_space):
@@ -150,13 +151,11 @@ def test_page_in_headless_chromium_from_file(test_space):
 
 
 @pytest.fixture(scope="module")
-def test_library(tmp_path_factory):
-    """The small 2-pad, 2-pitch library of the library tests (0.1 s sounds)."""
-    from .test_library import small_library
-
-    folder = tmp_path_factory.mktemp("library")
-    return generate_space(small_library(folder / "data"), workflow(folder), progress=False,
-                          log=lambda _: None).space_dir
+def test_library(tmp_path_factory, local_small_library):
+    """A copy of the session's small 2-pad, 2-pitch library of the library tests (0.1 s sounds):
+    these tests rewrite its pages."""
+    copy = tmp_path_factory.mktemp("library") / local_small_library.space_dir.name
+    return Path(shutil.copytree(local_small_library.space_dir, copy, symlinks=True))
 
 
 class Served:
