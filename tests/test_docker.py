@@ -66,6 +66,7 @@ def test_hadolint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.docker
 def test_compose_file_is_valid_and_declares_the_services():
     result = subprocess.run([tool("docker-compose"), "config"], cwd=ROOT, capture_output=True,
                             text=True, env={**os.environ, "PAPERSPACE_API_KEY": "not-a-real-key"})
@@ -173,6 +174,8 @@ def _compose_up(tmp_path, service: str, timings: dict, owner: int = 0, profile: 
     return clone / "output", run
 
 
+@pytest.mark.docker
+@pytest.mark.root  # chowns the clone to another user
 @pytest.mark.parametrize("owner", [0, 4321], ids=["root", "ordinary-user"])
 def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path, capsys, owner):
     """Item 19: the README's command, typed in a fresh clone with no ./output and no variables,
@@ -205,6 +208,7 @@ def test_docker_compose_as_typed_in_a_fresh_clone_makes_the_test_space(tmp_path,
 
 
 @pytest.mark.full
+@pytest.mark.docker
 def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
     """CHECKPOINT=official, pointed at a loopback server holding the tiny checkpoint's tar: the
     build stage downloads and converts it; the runtime image loads it and has no TensorFlow."""
@@ -232,13 +236,11 @@ def test_image_bakes_a_converted_checkpoint_without_tensorflow(capsys):
 
 
 @pytest.mark.full
-def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys):
+@pytest.mark.docker
+def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_path, capsys,
+                                                                          local_test_space):
     """`generate-test-paperspace` with the stand-in (profile standin) in containers: the space it
     writes on the host is byte for byte the one the local backend makes here."""
-    from .pipeline_helpers import generate_space
-
-    from .pipeline_helpers import TEST_DATASET, workflow
-
     timings = {}
     out, run = _compose_up(tmp_path, "generate-test-paperspace", timings, profile="standin",
                            extra_env={"PAPERSPACE_API_KEY": "local-standin-key",
@@ -249,8 +251,7 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
     # environment.
     assert "Paperspace Jobs API stand-in on http://127.0.0.1:8889" in run.stdout + run.stderr
     assert "API key: the one in PAPERSPACE_API_KEY" in run.stdout + run.stderr
-    local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False,
-                           log=lambda _: None)
+    local = local_test_space  # made once per session (conftest.py)
     space = out / "demo-test-space"
     made = {p.name: p.read_bytes() for p in space.glob("*.wav")}
     assert len(made) == 9
@@ -258,6 +259,7 @@ def test_compose_paperspace_run_against_the_standin_equals_the_local_space(tmp_p
     _report("Paperspace run against the stand-in (compose)", timings, capsys)
 
 
+@pytest.mark.docker
 def test_standin_in_docker_mode_stopping_a_job_kills_its_container(tmp_path, capsys):
     """The stand-in runs a job in its container (docker mode); stopping the job must end the
     container, not only the `docker run` client (which would leave the container running)."""

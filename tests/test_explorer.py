@@ -25,9 +25,10 @@ ARTIFACTS = Path(os.environ.get("SOUNDSPACE_TEST_ARTIFACTS", ROOT / "test-artifa
 
 
 @pytest.fixture(scope="module")
-def test_space(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("explorer")
-    return generate_space(TEST_DATASET, workflow(folder), progress=False, log=lambda _: None).space_dir
+def test_space(tmp_path_factory, local_test_space):
+    """A copy of the session's test space (conftest.py): these tests rewrite its pages."""
+    copy = tmp_path_factory.mktemp("explorer") / local_test_space.space_dir.name
+    return Path(shutil.copytree(local_test_space.space_dir, copy, symlinks=True))
 
 
 def test_generate_writes_the_explorer_and_pictures(test_space):
@@ -98,6 +99,7 @@ def wait_for(driver, script, expected, timeout=10.0):
     raise AssertionError(f"{script} stayed {driver.execute_script(script)!r}, expected {expected!r}")
 
 
+@pytest.mark.browser
 def test_page_in_headless_chromium_from_file(test_space):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -150,13 +152,11 @@ def test_page_in_headless_chromium_from_file(test_space):
 
 
 @pytest.fixture(scope="module")
-def test_library(tmp_path_factory):
-    """The small 2-pad, 2-pitch library of the library tests (0.1 s sounds)."""
-    from .test_library import small_library
-
-    folder = tmp_path_factory.mktemp("library")
-    return generate_space(small_library(folder / "data"), workflow(folder), progress=False,
-                          log=lambda _: None).space_dir
+def test_library(tmp_path_factory, local_small_library):
+    """A copy of the session's small 2-pad, 2-pitch library of the library tests (0.1 s sounds):
+    these tests rewrite its pages."""
+    copy = tmp_path_factory.mktemp("library") / local_small_library.space_dir.name
+    return Path(shutil.copytree(local_small_library.space_dir, copy, symlinks=True))
 
 
 def test_both_pages_carry_the_one_player(test_space, test_library):
@@ -202,6 +202,7 @@ def voices(driver) -> list:
     return driver.execute_script("return window.explorer.active()")
 
 
+@pytest.mark.browser
 def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -281,6 +282,7 @@ def test_library_page_plays_notes_of_the_chosen_pad_over_serve(test_library):
         server.close()
 
 
+@pytest.mark.browser
 def test_library_page_from_file(test_library):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -307,6 +309,7 @@ def test_library_page_from_file(test_library):
         driver.quit()
 
 
+@pytest.mark.browser
 def test_a_space_above_the_page_bound_is_fetched_over_serve(test_space, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -96,8 +96,9 @@ def test_numpy_and_torch_sample_the_same_stream():
     rounding, so they pick the same bins until a draw falls within rounding of a bin edge."""
     model = small_model()
     _, z = sounds(model, 2)
-    a = model.generate(z, seed=3, progress=False, math="numpy")
-    b = model.generate(z, seed=3, progress=False, math="torch")
+    # One frame of embedding is enough to compare the two samplers' streams, at a fraction of the work.
+    a = model.generate(z[:, :1], seed=3, progress=False, math="numpy")
+    b = model.generate(z[:, :1], seed=3, progress=False, math="torch")
     assert np.array_equal(a[:, :256], b[:, :256])
 
 

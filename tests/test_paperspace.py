@@ -54,8 +54,8 @@ def quiet(_):
     pass
 
 
-def test_test_space_on_the_standin_equals_the_local_one(tmp_path, standin, capsys):
-    local = generate_space(TEST_DATASET, workflow(tmp_path / "local"), progress=False, log=quiet)
+def test_test_space_on_the_standin_equals_the_local_one(tmp_path, standin, capsys, local_test_space):
+    local = local_test_space  # made once per session (conftest.py)
     flow = paperspace_workflow(tmp_path / "ps", standin)
     assert main(["generate", "--workflow", str(flow), "--dataset", str(TEST_DATASET)]) == 0
     printed = capsys.readouterr()
@@ -83,12 +83,12 @@ def test_test_space_on_the_standin_equals_the_local_one(tmp_path, standin, capsy
     assert KEY not in everything
 
 
-def test_a_library_on_the_standin_equals_the_local_one(tmp_path, standin):
+def test_a_library_on_the_standin_equals_the_local_one(tmp_path, standin, local_small_library):
     """A library's decodes travel in jobs like a space's cells (one job per pitch here)."""
     from .test_library import small_library
 
     data = small_library(tmp_path / "data")
-    local = generate_space(data, workflow(tmp_path / "local"), progress=False, log=quiet)
+    local = local_small_library  # the same library made once per session (conftest.py)
     remote = generate_space(data, paperspace_workflow(tmp_path / "ps", standin), progress=False,
                             log=quiet)
     assert remote.decoded == local.decoded == 26 and remote.shards == 2

@@ -24,6 +24,7 @@ from pipeline.run import generate_spaces
 
 from .pipeline_helpers import generate_space
 
+from .conftest import needs
 from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs
 
@@ -57,6 +58,7 @@ def processes_using(folder: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
+@needs("ray")
 def cluster():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

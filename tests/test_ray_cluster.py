@@ -21,6 +21,7 @@ import pytest
 
 from .pipeline_helpers import generate_space
 
+from .conftest import needs
 from .pipeline_helpers import dataset, workflow
 from .test_pipeline import wavs
 
@@ -115,6 +116,7 @@ class TwoNodes:
 
 
 @pytest.fixture
+@needs("ray", "root")
 def cluster(tmp_path):
     with TwoNodes(tmp_path) as nodes:
         yield nodes

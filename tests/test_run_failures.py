@@ -24,6 +24,7 @@ import soundfile
 from pipeline.cli import main
 from .pipeline_helpers import generate_space
 
+from .conftest import needs
 from .pipeline_helpers import dataset, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,6 +262,7 @@ def test_a_killed_worker_fails_the_run_at_once_and_a_rerun_finishes(tmp_path):
 
 # --- items 10 and 11: file-system errors, and checks before the decode ---------------------------
 
+@pytest.mark.root
 def test_output_on_a_read_only_file_system(tmp_path, capsys):
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         data = dataset(tmp_path / "d", length=0.07)
@@ -300,6 +302,7 @@ def run_as_nobody(args, base: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
+@needs("root")
 def shared_base():
     """A folder the user `nobody` can reach (pytest's own temp folders are root's alone)."""
     needs_root("it runs soundspace as the user nobody")
@@ -333,6 +336,7 @@ def test_a_records_folder_that_is_not_writable_is_found_before_the_decode(shared
     assert "decoding" not in result.stderr and not list(space_dir.glob("*.wav"))
 
 
+@pytest.mark.root
 def test_not_enough_free_space_is_refused_before_the_decode(tmp_path, capsys):
     with tmpfs(tmp_path / "small", "size=256k") as small:
         data = dataset(tmp_path / "d", length=1.0)  # 9 cells of 32 kB, plus the explorer
@@ -343,6 +347,7 @@ def test_not_enough_free_space_is_refused_before_the_decode(tmp_path, capsys):
         assert not list((small / "space").glob("*.wav"))
 
 
+@pytest.mark.root
 def test_disk_full_during_the_run_keeps_finished_cells_and_says_how_much_is_missing(tmp_path):
     with tmpfs(tmp_path / "disk", "size=4m") as disk:
         data = slow_space(tmp_path)
