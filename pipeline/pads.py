@@ -112,7 +112,13 @@ def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
         "sample_rate": 16000,
         "cells": cells,
     }
-    atomic_write(pad_dir / PAD_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    path = pad_dir / PAD_MANIFEST
+    try:  # a rerun rewrites no pad that already says this (and spares the slow indented dump)
+        if json.loads(path.read_bytes()) == manifest:
+            return counts
+    except (OSError, ValueError):
+        pass
+    atomic_write(path, (json.dumps(manifest, indent=1) + "\n").encode())
     return counts
 
 

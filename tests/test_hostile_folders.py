@@ -51,11 +51,25 @@ def test_inside_refuses_what_leads_out(tmp_path, name):
         inside(tmp_path, name)
 
 
-def test_inside_refuses_a_link_that_leads_out(tmp_path):
-    (tmp_path / "root").mkdir()
-    (tmp_path / "root" / "out").symlink_to(tmp_path)
+@pytest.mark.parametrize("name", ["out/secret", "sub/out/secret", "sub/file.wav", "file.wav"])
+def test_inside_refuses_a_link_that_leads_out(tmp_path, name):
+    """A link anywhere among the name's parts (a folder on the way, or the file itself) that
+    leads out of the root is refused, however deep it sits."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere.wav").write_bytes(b"x")
+    (root / "out").symlink_to(tmp_path)
+    (root / "sub" / "out").symlink_to(tmp_path)
+    (root / "sub" / "file.wav").symlink_to(tmp_path / "elsewhere.wav")
+    (root / "file.wav").symlink_to(tmp_path / "elsewhere.wav")
     with pytest.raises(SoundspaceError, match="leads out"):
-        inside(tmp_path / "root", "out/secret")
+        inside(root, name)
+
+
+def test_inside_accepts_a_link_that_stays_inside(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    assert inside(tmp_path, "alias/x.wav") == tmp_path / "alias" / "x.wav"
 
 
 def crafted(space: Path, change) -> None:

@@ -149,9 +149,16 @@ def test_small_library_end_to_end(tmp_path, monkeypatch):
     for path in sorted((library_dir / pads[0]).rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     assert {f: sha(library_dir / pads[1] / f) for f in cells_two} == before
+    kept = (library_dir / pads[1] / "manifest.json").stat()
     again = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None)
     assert again.decoded == 0
     assert sha(library_dir / pads[0] / "p48/x02_y02.wav") == cells_one["p48/x02_y02.wav"]["sha256"]
+    assert json.loads((library_dir / pads[0] / "manifest.json").read_text()) == one
+    # The pad the rerun found as it would write it was left alone, not written again.
+    assert (library_dir / pads[1] / "manifest.json").stat().st_ino == kept.st_ino
+    # A pad manifest that says something else is written again.
+    tampered = dict(two, cells=two["cells"][:-1])
+    (library_dir / pads[1] / "manifest.json").write_text(json.dumps(tampered))
 
     # A file system without hard links (FAT on a sampler's card, another device): copies.
     def no_links(source, target):
@@ -166,6 +173,7 @@ def test_small_library_end_to_end(tmp_path, monkeypatch):
     assert not os.path.samefile(copied, library_dir / pads[1] / "p48/x02_y02.wav")
     manifest = json.loads((library_dir / "library.json").read_text())
     assert manifest["pad_files"] == {"hard_links": 18, "copies": 18}
+    assert json.loads((library_dir / pads[1] / "manifest.json").read_text()) == two
 
 
 def test_one_pad_at_one_pitch_matches_the_decode_of_its_mix(tmp_path):
