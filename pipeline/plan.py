@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from . import SoundspaceError, files, output
-from .config import load_workflow, model_folder
+from .config import LibraryConfig, load_workflow, model_folder
 from .files import megabytes
 from .shards import ShardSpec
 from .shards import plan as split
@@ -73,22 +73,38 @@ class Planner(Protocol):
     def counts(self) -> tuple[int, int, int]: ...  # cells, pads, pitches (0, 0 for a space)
 
 
-def setup(folder: Path, model_role: str, workflow_path, output_dir) -> tuple:
+def setup(space, folder: Path, workflow_path, output_dir, datasets) -> tuple:
     """The workflow, the model folder the dataset asks for and the output root, checked: the
-    output may not lie inside the dataset, whose sounds its files could overwrite."""
+    space's own folder is kept apart from every dataset folder of the call (`datasets`)."""
     workflow, base = load_workflow(workflow_path)
-    model_dir = model_folder(workflow, base, model_role, workflow_path)
+    model_dir = model_folder(workflow, base, space.model, workflow_path)
     root = Path(output_dir) if output_dir is not None else base / workflow.output
     if root.exists() and not root.is_dir():
         raise SoundspaceError(f"output folder {root} exists and is not a folder")
-    data, out = folder.resolve(), root.resolve()
-    if out == data or data in out.parents:
-        raise SoundspaceError(
-            f"the output folder {root} is inside the dataset folder {folder}, "
-            "where the space's files could overwrite its sounds; choose an "
-            "output folder outside it (--output or the workflow's output)"
-        )
+    what = "library" if isinstance(space, LibraryConfig) else "space"
+    keep_apart(root / space.name, what, datasets)
     return workflow, model_dir, root
+
+
+def keep_apart(target: Path, what: str, datasets) -> None:
+    """Refuse a space's or library's folder that is a dataset folder of the same call, holds
+    one or lies inside one: its cells, pads and records would overwrite the sounds."""
+    out = target.resolve()
+    for dataset in datasets:
+        data = Path(dataset).resolve()
+        if out == data:
+            where = "is"
+        elif data in out.parents:
+            where = "is inside"
+        elif out in data.parents:
+            where = "holds"
+        else:
+            continue
+        raise SoundspaceError(
+            f"the {what}'s folder {target} {where} the dataset folder {dataset}, where its "
+            "files could overwrite the sounds; choose an output folder outside every dataset "
+            "(--output or the workflow's output)"
+        )
 
 
 def encoder(workflow, model_dir):

@@ -67,14 +67,17 @@ class Run:
     """One dataset (a space or a library) through the stages. Opening it runs everything up to
     the plan (and refuses bad input before anything is written); `plan` takes the lock and checks
     the disk; the decode of every run of a command is shared (`decode`); `finish` writes the
-    rest."""
+    rest. `datasets`: every dataset folder of the command, which the run's folder keeps apart
+    from."""
 
-    def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool):
+    def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool, datasets):
         self.watch, self.decoded = Stopwatch(), 0
         self.inside_decode: dict[str, float] = {}  # summed over shards: decode, post-process, write
         with self.watch("configuration"):
             space, folder = load_space(dataset)
-            workflow, model_dir, root = setup(folder, space.model, workflow_path, output_dir)
+            workflow, model_dir, root = setup(
+                space, folder, workflow_path, output_dir, [folder, *datasets]
+            )
         self.planner: Planner
         if isinstance(space, LibraryConfig):
             self.planner = LibraryPlanner(
@@ -213,7 +216,8 @@ def generate_spaces(
     """Make (or complete) several spaces or libraries; all their shards go to the backend
     together, so a cluster stays busy. `wait`: wait for another run holding one of them, instead
     of refusing; `yes`: accept a library of more than library.MAX_DECODES decodes."""
-    runs = [Run(d, workflow_path, force, output_dir, yes) for d in dataset_folders(datasets)]
+    folders = dataset_folders(datasets)
+    runs = [Run(d, workflow_path, force, output_dir, yes, folders) for d in folders]
     names = [run.name for run in runs]
     if len(set(names)) < len(names):
         raise SoundspaceError(

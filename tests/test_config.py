@@ -145,6 +145,66 @@ def test_output_inside_the_dataset(tmp_path, capsys, inside):
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
 
 
+def snapshot(folder):
+    """Every file under `folder`, by path, with its bytes: nothing changed, nothing added."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_space_named_like_its_dataset_folder_is_not_written_over_its_sounds(tmp_path, capsys):
+    """Issue 34: `--output x2` with the dataset x2/t of a space named t made the space's folder
+    the dataset: both input sounds (named like cells) were replaced by decodes, exit 0."""
+    data = dataset(tmp_path / "x2" / "t", labels=("LEFT", "RIGHT"), name="t", length=0.1)
+    for label, cell in (("LEFT", "x00_y00.wav"), ("RIGHT", "x01_y00.wav")):
+        space = json.loads((data / "space.json").read_text())
+        (data / cell).write_bytes((data / space["sounds"][label]["file"]).read_bytes())
+        space["sounds"][label] = cell
+        (data / "space.json").write_text(json.dumps(space))
+    before = snapshot(tmp_path / "x2")
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data),
+                 "--output", str(tmp_path / "x2")]) == 2
+    err = capsys.readouterr().err
+    assert f"space's folder {tmp_path / 'x2' / 't'} is the dataset folder" in err
+    assert err.count("\n") == 1
+    assert snapshot(tmp_path / "x2") == before
+
+
+def test_a_space_is_not_written_into_another_dataset_of_the_same_call(tmp_path, capsys):
+    """Issue 34: two datasets under mv/, alpha's space named beta: alpha's space went into the
+    dataset folder mv/beta."""
+    alpha = dataset(tmp_path / "mv" / "alpha", name="beta", length=0.1)
+    beta = dataset(tmp_path / "mv" / "beta", name="other", length=0.1)
+    before = snapshot(tmp_path / "mv")
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(alpha),
+                 str(beta), "--output", str(tmp_path / "mv")]) == 2
+    err = capsys.readouterr().err
+    assert f"is the dataset folder {beta}" in err and err.count("\n") == 1
+    assert snapshot(tmp_path / "mv") == before
+
+
+def test_a_space_folder_that_would_hold_the_dataset_is_refused(tmp_path, capsys):
+    data = dataset(tmp_path / "out" / "space" / "inputs", length=0.1)
+    before = snapshot(tmp_path / "out")
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data),
+                 "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"holds the dataset folder {data}" in err and err.count("\n") == 1
+    assert snapshot(tmp_path / "out") == before
+
+
+def test_a_library_is_not_written_into_its_dataset(tmp_path, capsys):
+    """Issue 34: pads and .decodes/ went into the dataset folder of a library named like it."""
+    from .test_library import small_library
+
+    data = small_library(tmp_path / "o" / "lib")
+    before = snapshot(tmp_path / "o")
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data),
+                 "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"library's folder {data} is the dataset folder" in err and err.count("\n") == 1
+    assert snapshot(tmp_path / "o") == before
+
+
 def _model_with(tmp_path, **config):
     from .conftest import DEMO_MODEL
 
