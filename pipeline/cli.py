@@ -248,6 +248,12 @@ def cmd_train(args) -> None:
     data = Path(args.data)
     if not data.is_dir():
         raise SoundspaceError(f"--data {data} is not a folder of sounds")
+    out_at, data_at = Path(args.out).resolve(), data.resolve()
+    if out_at == data_at or data_at in out_at.parents:
+        raise SoundspaceError(
+            f"--out {args.out} is the training data folder {data} or lies inside it, where the "
+            "model would be mixed with the sounds; choose a model folder outside it"
+        )
     files = sorted(p for p in data.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise SoundspaceError(f"{data} holds no sound files ({', '.join(sorted(AUDIO_SUFFIXES))})")
@@ -284,6 +290,7 @@ def cmd_train(args) -> None:
         options=options,
         device=args.device,
         compile=args.compile,
+        overwrite=args.overwrite,
     )
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
@@ -547,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or fine-tune) a model on a folder of sounds")
     p.add_argument("--data", required=True, help="folder of sounds (wav, flac, ogg, aiff, mp3)")
     p.add_argument("--out", required=True, help="model folder; a run there is resumed")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a model already in --out (otherwise refused), starting from step 0",
+    )
     p.add_argument("--init", help="start from this model folder (fine-tune), same size")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=8, help="crops per step")

@@ -1,4 +1,6 @@
 """Training: it learns, it resumes exactly, and it refuses bad input."""
+import shutil
+
 import numpy as np
 import pytest
 import soundfile
@@ -285,3 +287,42 @@ def test_self_feed_from_starts_self_feeding_part_way_through_the_run(tmp_path, m
         with pytest.raises(SoundspaceError, match=message):
             training.train(data(), tmp_path / "bad", TINY, options=bad_options, progress=False)
         assert not (tmp_path / "bad").exists()
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_training_into_a_folder_that_holds_a_model_is_refused_without_overwrite(
+        tmp_path, tiny_model_dir, capsys):
+    """Issue 34: `train --out` onto a model folder (a converted Magenta model, say) silently
+    replaced it. Refused; --overwrite replaces it, starting from step 0."""
+    (tmp_path / "ok").mkdir()
+    soundfile.write(tmp_path / "ok" / "a.wav", tone(0.5), 16000)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = files_of(model)
+    args = ["train", "--data", str(tmp_path / "ok"), "--out", str(model), "--steps", "2",
+            "--crop", "1024", "--batch", "1", "--width", "8", "--layers", "2", "--stages", "2"]
+    err = cli_error(capsys, args)
+    assert f"{model} already holds a model (model.json, weights.safetensors)" in err
+    assert "--overwrite" in err and err.count("\n") == 1
+    assert files_of(model) == before
+    assert main([*args, "--overwrite"]) == 0
+    replaced = NSynth.load(model)
+    assert replaced.meta["source"]["steps"] == 2 and replaced.config.layers == 2
+    assert files_of(model)["weights.safetensors"] != before["weights.safetensors"]
+    # The run that is there now is resumed as before, without --overwrite.
+    assert main(args) == 0
+
+
+@pytest.mark.parametrize("inside", [".", "models/new"])
+def test_training_into_the_data_folder_is_refused(tmp_path, capsys, inside):
+    data_dir = tmp_path / "ok"
+    data_dir.mkdir()
+    soundfile.write(data_dir / "a.wav", tone(0.5), 16000)
+    before = files_of(data_dir)
+    err = cli_error(capsys, ["train", "--data", str(data_dir), "--out", str(data_dir / inside),
+                             "--steps", "2", "--crop", "1024", "--batch", "1"])
+    assert "is the training data folder" in err and err.count("\n") == 1
+    assert files_of(data_dir) == before and sorted(p.name for p in data_dir.iterdir()) == ["a.wav"]
