@@ -213,6 +213,39 @@ def test_export_again_replaces_the_earlier_export_whole(made, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["sfz"]  # no temporary folder left
 
 
+@pytest.mark.parametrize("fmt,source", [("sfz", "space"), ("onss", "library")])
+def test_export_again_keeps_files_the_user_added_to_the_earlier_export(made, tmp_path, capsys,
+                                                                      fmt, source):
+    """Issue 34: a second export to the same --out deleted the notes and DAW project the user
+    had put there. Refused, naming them; the export is replaced once they are moved away."""
+    out = tmp_path / fmt
+    assert export(made[source], "--format", fmt, "--out", out) == 0
+    capsys.readouterr()
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "notes.txt").write_text("keep me")
+    (out / "project").mkdir()
+    (out / "project" / "song.als").write_bytes(b"a DAW project")
+    (out / "empty-folder").mkdir()
+    assert export(made[source], "--format", fmt, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier export and files it did not write" in err
+    assert "'empty-folder/', 'notes.txt', 'project/song.als'" in err and err.count("\n") == 1
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert (out / "project" / "song.als").read_bytes() == b"a DAW project"
+    for added in ("notes.txt", "project/song.als"):
+        (out / added).unlink()
+    (out / "project").rmdir()
+    (out / "empty-folder").rmdir()
+    assert export(made[source], "--format", fmt, "--out", out) == 0
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    # An export.json that lists a user's file does not make the export's own files the only
+    # ones: the file the export did not write is still named.
+    marker = json.loads((out / "export.json").read_text())
+    (out / "export.json").write_text(json.dumps(dict(marker, files=marker["files"][1:])))
+    assert export(made[source], "--format", fmt, "--out", out) == 2
+    assert repr(marker["files"][0]) in capsys.readouterr().err
+
+
 def refused(capsys, tmp_path, out, *args, needle) -> None:
     before = sorted(p.name for p in tmp_path.iterdir())
     assert export(*args, "--out", out) == 2
@@ -240,7 +273,7 @@ def test_refusals_write_nothing(made, tmp_path, capsys):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "mine.txt").write_text("keep me")
-    refused(capsys, tmp_path, busy, made["space"], "--format", "sfz", needle="no export.json")
+    refused(capsys, tmp_path, busy, made["space"], "--format", "sfz", needle="no readable export.json")
     assert (busy / "mine.txt").read_text() == "keep me"
 
 

@@ -6,14 +6,15 @@
 pad with its samples (`sfz.py`); both read the source through `pipeline.finished`, which trusts
 nothing in it. The export is built in a temporary folder beside DIR and renamed into place
 (`files.atomic_folder`), so DIR holds the previous export or the new one, never half of one,
-and running the command again rebuilds it. DIR may be new, empty, or an earlier export (it
-holds `export.json`); any other folder is refused, since replacing it would delete what it
-holds.
+and running the command again rebuilds it. DIR may be new, empty, or an earlier export that
+holds nothing but what its `export.json` lists; any other folder (a note or a DAW project added
+to an export included) is refused, since replacing it would delete what it holds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -122,9 +123,40 @@ def _check_out(source: Path, out: Path) -> None:
         )
     if out.exists() and not out.is_dir():
         raise SoundspaceError(f"--out {out} is a file: choose a folder")
-    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    others = _not_exported(out)
+    if others is None:
         raise SoundspaceError(
-            f"--out {out} is a folder with other files in it and no "
+            f"--out {out} is a folder with other files in it and no readable "
             f"{MARKER}: choose a new or empty folder (an earlier export there "
             "is replaced)"
         )
+    if others:
+        shown = ", ".join(repr(name) for name in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise SoundspaceError(
+            f"--out {out} holds an earlier export and files it did not write ({shown}{more}), "
+            "which replacing it would delete: move them away or choose another folder"
+        )
+
+
+def _not_exported(out: Path) -> list[str] | None:
+    """What in `out` the earlier export there did not write (its export.json lists its files;
+    an empty folder counts too, since the export makes none), or None when `out` holds no
+    readable export.json. Links are listed, never followed."""
+    try:
+        listed = json.loads((out / MARKER).read_text())["files"]
+        if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
+            return None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    own, others = {MARKER, *listed}, []
+    for folder, folders, names in os.walk(out):
+        here = Path(folder).relative_to(out)
+        for name in sorted(names) + sorted(f for f in folders if (Path(folder) / f).is_symlink()):
+            if (here / name).as_posix() not in own:
+                others.append((here / name).as_posix())
+        if not names and not folders and here != Path("."):
+            others.append(here.as_posix() + "/")
+    return sorted(others)

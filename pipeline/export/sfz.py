@@ -89,6 +89,7 @@ def write(
                     cell = pad.cells[(column, row, pitch)]
                     read_cell(cell)  # checked before it is linked
                     place(cell.path, out / folder / cell.file)
+                    written.append(f"{folder}/{cell.file}")
                     region = (
                         f"<region> sample={cell.file} pitch_keycenter={pitch} lokey={lo} hikey={hi}"
                     )
