@@ -58,6 +58,48 @@ def inside(root, relative, what: str = "path") -> Path:
     return path
 
 
+def real_folder(root, relative: str) -> Path:
+    """`root / relative` (parts joined by "/") as real folders, each made where missing. A
+    symbolic link in the place of one, or a file, is refused before anything is written into
+    it: a link there would carry the run's files outside `root` (`root` itself, the folder the
+    user named, may be a link)."""
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    for part in relative.split("/"):
+        if part in ("", ".", "..") or "\0" in part:
+            raise SoundspaceError(f"refusing folder name {relative!r}: it must stay inside {root}")
+        path = path / part
+        try:
+            path.mkdir()
+            continue
+        except FileExistsError:
+            mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise SoundspaceError(
+                f"{path} is a symbolic link where soundspace keeps a folder of its own; remove "
+                "the link (nothing is written through one)"
+            )
+        if not stat.S_ISDIR(mode):
+            raise SoundspaceError(f"{path} is a file where soundspace keeps a folder; move it away")
+    return path
+
+
+def open_own(path: Path, mode: str):
+    """Open a file of the run's own for writing (a lock), never through a symbolic link put in
+    its place: that would write into whatever file the link names."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if mode == "w" else os.O_APPEND)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SoundspaceError(
+                f"{path} is a symbolic link where soundspace keeps a file of its own; remove "
+                "the link (nothing is written through one)"
+            ) from None
+        raise
+    return os.fdopen(fd, mode)
+
+
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -208,7 +250,7 @@ class FolderLock:
             time.sleep(0.01)
 
     def acquire(self, wait: bool = False, log=print) -> FolderLock:
-        self.file = file = open(self.path, "a+")
+        self.file = file = open_own(self.path, "a+")
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import wav_bytes
-from .files import FolderLock, atomic_write, inside, is_temp
+from .files import FolderLock, atomic_write, inside, is_temp, real_folder
 from .space import WORK_NAME
 
 STATE = Path(".soundspace")
@@ -48,7 +48,7 @@ WRITTEN_FOLDERS = (Path("."), RECORDS, Path(THUMBS))
 
 def lock(space_dir: Path, wait: bool = False, log=print) -> FolderLock:
     """Hold the space folder for this run: a second run on it is refused (or waits)."""
-    (space_dir / STATE).mkdir(parents=True, exist_ok=True)
+    real_folder(space_dir, RECORDS.as_posix())  # and STATE: both real folders, before any use
     return FolderLock(space_dir / LOCK, f"the space {space_dir}").acquire(wait, log)
 
 
@@ -97,7 +97,7 @@ def write_cell(space_dir: Path, name: str, audio: np.ndarray, record: dict) -> d
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     path = record_path(space_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    real_folder(space_dir, RECORDS.as_posix())
     atomic_write(path, json.dumps(record, indent=1).encode())
     return record
 
@@ -174,7 +174,7 @@ def merge_finished(incoming, spec, space_dir) -> tuple[int, dict, list]:
         if len(good) < len(point["cells"]):
             missing += [name for name in point["cells"] if name not in good]
             continue
-        (space_dir / RECORDS).mkdir(parents=True, exist_ok=True)
+        real_folder(space_dir, RECORDS.as_posix())
         for name in good:  # a kill between the two renames leaves nothing taken as done
             os.replace(incoming / f"{name}.wav", space_dir / f"{name}.wav")
             os.replace(incoming / RECORDS / f"{name}.json", space_dir / RECORDS / f"{name}.json")

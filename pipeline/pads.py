@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from . import files
-from .files import atomic_write, inside
+from .files import atomic_write
 
 LIBRARY_MANIFEST = "library.json"
 PAD_MANIFEST = "manifest.json"
@@ -69,11 +69,12 @@ def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
     """Link (or copy) every cell of one pad from the decodes, then write its manifest; returns
     how many cells were linked and copied."""
     pad = plan.pads[pad_index]
-    pad_dir = inside(library_dir, pad.name, "pad folder")
+    pad_dir = files.real_folder(library_dir, pad.name)
     store = library_dir / DECODES
     counts = {"link": 0, "copy": 0}
     cells = []
     for pitch in plan.pitches:
+        files.real_folder(library_dir, (pad.name + "/" + pitch_folder(pitch)).rstrip("/"))
         for c, cell in enumerate(plan.grid):
             decode = plan.decodes[plan.cell_decode[(pad_index, pitch, c)]]
             name = cell_file(pitch, cell.name)

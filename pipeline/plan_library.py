@@ -19,6 +19,7 @@ import numpy as np
 from . import SoundspaceError, output, pads
 from .audio import SAMPLE_RATE
 from .explorer import library as explorer_library
+from .files import real_folder
 from .library import MAX_DECODES, plan_library
 from .plan import Group, Plan, blocks, check_length, encoder, hold, output_folder, shard_specs, tidy
 from .space import interpolate
@@ -102,7 +103,7 @@ class LibraryPlanner:
             for d in library.decodes
         ]
         self.library_dir = output_folder(self.root, space.name, "library")
-        store = self.library_dir / pads.DECODES
+        store = real_folder(self.library_dir, pads.DECODES)
         hold(store, locks, wait, log)
         self.sounds_sha256 = {
             f"{s}@{p}": digests[(s, p)]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, output, postprocess
-from .files import atomic_folder, inside
+from .files import atomic_folder, inside, open_own
 from .space import WORK_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
@@ -113,7 +113,7 @@ def model_on_node(folder: Path, fill) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        with open_own(folder.with_name(folder.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not folder.is_dir():
                 with atomic_folder(folder) as tmp:

@@ -3,6 +3,7 @@ lead out of the folder (item 15). `explore` and `export` read a crafted manifest
 reader (pipeline/finished.py), `render-shard` a crafted shard.json, `serve` answers crafted
 requests; each is refused or answered 404/421, and nothing outside the folder is read or
 written."""
+import hashlib
 import http.client
 import json
 import shutil
@@ -223,3 +224,87 @@ def test_serve_answers_the_explorer_files_and_nothing_else(served):
         assert status == 404 and b"root:" not in body, path
     assert get(port, "/", host="attacker.example")[0] == 421
     assert get(port, "/", host=f"attacker.example:{port}")[0] == 421
+
+
+def outside_files(tmp_path: Path, names) -> tuple[Path, dict]:
+    """A folder outside the run's, holding files under the names the run would write there:
+    what they hold must not change, and no file may appear."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in names:
+        (outside / name).write_text(f"precious {name}")
+    return outside, digests(outside)
+
+
+def digests(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def link_in(place: Path, target: Path) -> None:
+    if place.is_dir() and not place.is_symlink():
+        shutil.rmtree(place)
+    else:
+        place.unlink(missing_ok=True)
+    place.symlink_to(target)
+
+
+def one_line_refusal(capsys, place: Path) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{place} is a symbolic link" in err[0] and "remove" in err[0], err
+
+
+@pytest.mark.parametrize("place,target,command", [
+    (".soundspace/lock", "precious.txt", "explore"),  # a link to a file
+    (".soundspace/lock", "not-there-yet.txt", "generate"),  # a dangling one
+    (".soundspace", ".", "generate"),
+    (".soundspace/cells", ".", "generate --force"),
+    ("thumbs", ".", "explore"),
+])
+def test_a_link_where_a_space_run_writes_is_refused_and_nothing_outside_changes(
+        made_space, space, tmp_path, capsys, place, target, command):
+    """Issue 34: the lock, `.soundspace/`, its `cells/` and `thumbs/` linked elsewhere were
+    written through (a file overwritten or created at the link's target, PNGs and records
+    written there, exit 0)."""
+    outside, before = outside_files(tmp_path, ["precious.txt", "lock", "x00_y00.json",
+                                               "x00_y00.png"])
+    link_in(space / place, outside / target)
+    if command == "explore":
+        code = main(["explore", str(space)])
+    else:
+        data = made_space.parent.parent / "d"
+        code = main(["generate", "--workflow", str(workflow(tmp_path / "wf")), "--dataset",
+                     str(data), "--output", str(tmp_path), *command.split()[1:]])
+    assert code == 2
+    one_line_refusal(capsys, space / place)
+    assert digests(outside) == before
+
+
+@pytest.fixture(scope="module")
+def made_library(tmp_path_factory):
+    from .test_library import small_library
+
+    folder = tmp_path_factory.mktemp("hostile-library")
+    data = small_library(folder / "d")
+    generate_space(data, workflow(folder), progress=False, log=lambda _: None)
+    return data, folder / "out" / "lib"
+
+
+@pytest.mark.parametrize("place", [".decodes", "bass_guitar_keyboard_organ",
+                                   "bass_guitar_keyboard_organ/p48",
+                                   "bass_guitar_keyboard_organ/thumbs"])
+def test_a_link_where_a_library_run_writes_is_refused_and_nothing_outside_changes(
+        made_library, tmp_path, capsys, place):
+    """Issue 34: a pad's `thumbs/` and `p48/` linked elsewhere got their files (PNGs, WAVs)
+    before the refusal or with exit 0; the pad folder and `.decodes/` likewise."""
+    data, library = made_library
+    copy = tmp_path / "out" / "lib"
+    shutil.copytree(library, copy, symlinks=True)
+    outside, before = outside_files(tmp_path, ["x00_y00.wav", "x00_y00.png", "manifest.json"])
+    link_in(copy / place, outside)
+    (copy / "library.json").write_text(  # a run that left its page unwritten: the rerun writes it
+        (copy / "library.json").read_text().replace('"complete"', '"incomplete"'))
+    code = main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data)])
+    assert code == 2
+    one_line_refusal(capsys, copy / place)
+    assert digests(outside) == before

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..files import atomic_write
+from ..files import atomic_write, real_folder
 from ..output import PICTURE, THUMBS
 
 N_FFT, HOP, N_MELS, FLOOR_DB = 512, 128, 64, -80.0
@@ -74,7 +74,7 @@ def draw(folder: Path, title: str, weighting: str, corners: dict, cells, audio: 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    (folder / THUMBS).mkdir(exist_ok=True)
+    real_folder(folder, THUMBS)
     written = []
     for cell in cells:
         figure = plt.figure(figsize=(1.6, 1.0), dpi=100)
