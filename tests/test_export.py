@@ -274,6 +274,13 @@ def test_refusals_write_nothing(made, tmp_path, capsys):
     busy.mkdir()
     (busy / "mine.txt").write_text("keep me")
     refused(capsys, tmp_path, busy, made["space"], "--format", "sfz", needle="no readable export.json")
+    # A link as --out: refused, and no temporary link or folder is left beside it.
+    elsewhere = tmp_path.parent / (tmp_path.name + "-elsewhere")
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    refused(capsys, tmp_path, tmp_path / "linked", made["space"], "--format", "sfz",
+            needle="is a symbolic link")
+    assert list(elsewhere.iterdir()) == []
     assert (busy / "mine.txt").read_text() == "keep me"
 
 

@@ -121,6 +121,11 @@ def _check_out(source: Path, out: Path) -> None:
             f"--out {out} holds the source {source}, which replacing it "
             "would delete: choose another folder"
         )
+    if out.is_symlink():
+        raise SoundspaceError(
+            f"--out {out} is a symbolic link, which the export would replace with a folder: "
+            f"give the folder it names ({os.path.realpath(out)}) or a new one"
+        )
     if out.exists() and not out.is_dir():
         raise SoundspaceError(f"--out {out} is a file: choose a folder")
     if not out.is_dir() or not any(out.iterdir()):
