@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -105,6 +106,8 @@ def cmd_explore(args) -> None:
 def cmd_serve(args) -> None:
     from . import explorer
 
+    if not 1 <= args.port <= 65535:
+        raise SoundspaceError(f"--port {args.port}: a TCP port is 1 to 65535; try 8765")
     explorer.serve(args.space, args.port)
 
 
@@ -245,6 +248,10 @@ def cmd_train(args) -> None:
     from .nsynth.model import ModelConfig
     from .nsynth.train import TrainOptions, train
 
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise SoundspaceError(f"--lr {args.lr}: the learning rate must be a number above 0")
+    if args.batch < 1:
+        raise SoundspaceError(f"--batch {args.batch}: a step needs at least 1 crop")
     data = Path(args.data)
     if not data.is_dir():
         raise SoundspaceError(f"--data {data} is not a folder of sounds")

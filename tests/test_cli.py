@@ -121,3 +121,21 @@ def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, capsys, monk
     monkeypatch.setenv("SOUNDSPACE_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main(["explore", str(tmp_path)])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["serve", "--port", "70000"], "--port 70000: a TCP port is 1 to 65535"),
+    (["serve", "--port", "-1"], "--port -1: a TCP port is 1 to 65535"),
+    (["train", "--lr", "nan"], "--lr nan: the learning rate must be a number above 0"),
+    (["train", "--lr", "-1"], "--lr -1.0: the learning rate must be a number above 0"),
+    (["train", "--batch", "0"], "--batch 0: a step needs at least 1 crop"),
+])
+def test_values_out_of_range_are_one_line_not_an_internal_error(tmp_path, capsys, args, needle):
+    """Issue 34, item 5: these ended in "internal error ... please report it"."""
+    (tmp_path / "data").mkdir()
+    where = {"serve": [str(tmp_path)],
+             "train": ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "m")]}[args[0]]
+    assert main([args[0], *where, *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "internal error" not in err
+    assert not (tmp_path / "m").exists()
