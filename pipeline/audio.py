@@ -2,14 +2,17 @@
 
 Decoding goes through libsndfile (WAV, FLAC, OGG, AIFF, MP3, ...), resampling through soxr,
 both well-kept libraries. A file whose header promises more audio than it holds (a copy cut short)
-is read as far as it goes, with a warning that names both lengths. Files are written under a
-temporary name and renamed, so a file under its final name is always complete.
+is read as far as it goes, with a warning that names both lengths. A float file whose samples go
+beyond -1..1 is scaled down to peak 1, with a warning, rather than clipped flat; channels that
+cancel when mixed to mono are refused. Files are written under a temporary name and renamed, so a
+file under its final name is always complete.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -28,9 +31,13 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     import soundfile
     import soxr
 
-    path = Path(path)
-    if not path.is_file():
-        raise SoundspaceError(f"no such sound file: {path}")
+    path = check_sound_file(Path(path))
+    try:
+        open(path, "rb").close()  # libsndfile says only "System error" where Python says why
+    except OSError as error:
+        raise SoundspaceError(
+            f"cannot read {path}: {error.strerror or error}; make it readable for this user"
+        ) from None
     try:
         with soundfile.SoundFile(path) as f:
             data, rate = f.read(dtype="float32", always_2d=True), f.samplerate
@@ -49,10 +56,62 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise SoundspaceError(f"{path} holds no audio samples")
     if not np.isfinite(data).all():
         raise SoundspaceError(f"{path} holds NaN or infinite samples")
+    peak = float(np.abs(data).max())
+    if peak > 1.0:  # only a float file can hold these; clipping would square its waves off
+        print(
+            f"soundspace: warning: {path}: its samples reach {peak:g}, beyond -1..1; "
+            f"scaled down by {peak:g} to peak 1",
+            file=sys.stderr,
+        )
+        data /= peak
     mono = data.mean(axis=1)
+    _not_cancelled(mono, data, path)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
     return np.clip(mono, -1.0, 1.0)
+
+
+# What a path that is there but holds no sound is, for the message that refuses it.
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def check_sound_file(path: Path) -> Path:
+    """`path`, refused unless it is a regular file: a FIFO or a device would block the read (or
+    never end), and a folder holds no sound."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SoundspaceError(f"no such sound file: {path}") from None
+    except OSError as error:
+        raise SoundspaceError(f"cannot read {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise SoundspaceError(
+            f"{path} is {kind}, not a sound file; give a WAV, FLAC, OGG, AIFF or MP3 file"
+        )
+    return path
+
+
+def _not_cancelled(mono: np.ndarray, channels: np.ndarray, path) -> None:
+    """Refuse channels that are loud apart and silent together (one is the other inverted):
+    the mono mix the encoder hears would be nothing."""
+    mixed, loudest = float(np.abs(mono).max()), float(np.abs(channels).max())
+    if channels.shape[1] > 1 and mixed < SILENCE_PEAK <= loudest:
+        raise SoundspaceError(
+            f"{path}: its {channels.shape[1]} channels cancel when mixed to mono (they peak "
+            f"at {_dbfs(loudest)}, their mix at {_dbfs(mixed)}): one is the other inverted; "
+            "save one channel as a mono file, or invert one back"
+        )
+
+
+def _dbfs(peak: float) -> str:
+    return f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
 
 
 def _promised_frames(info: str, channels: int) -> int | None:
@@ -82,9 +141,9 @@ def fit(audio: np.ndarray, samples: int, path) -> np.ndarray:
             if len(audio) <= samples or np.abs(audio).max() < SILENCE_PEAK
             else f"is silent in its first {samples / SAMPLE_RATE:g} s (the space's length)"
         )
-        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
         raise SoundspaceError(
-            f"{path} {where} (peak {level}); give a sound that starts within the space's length"
+            f"{path} {where} (peak {_dbfs(peak)}); give a sound that starts within the "
+            "space's length"
         )
     return fitted
 

@@ -182,6 +182,11 @@ def _load_embedding(path, bottleneck: int) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except Exception as error:  # numpy raises several types for files that are not .npy
         raise SoundspaceError(f"cannot read {path} as a .npy array ({error})") from None
+    if array.dtype.kind not in "fiu":  # complex, bool, text: astype would drop or invent values
+        raise SoundspaceError(
+            f"{path} holds {array.dtype} values; an embedding is real numbers (float32) "
+            "as `soundspace encode` writes it"
+        )
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2 or array.shape[1] != bottleneck or array.shape[0] == 0:
@@ -402,15 +407,15 @@ def _batch(text: str) -> int:
     return value
 
 
-def _midi_number(option: str, low: int = 0):
+def _midi_number(option: str, low: int = 0, high: int = 127):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = -1
-        if not low <= value <= 127:
+        if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"{text!r}: {option} takes a whole number from {low} to 127"
+                f"{text!r}: {option} takes a whole number from {low} to {high}"
             )
         return value
 
@@ -633,7 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
         "from 1: its program 34, Fingered bass, is 33 here)",
     )
-    p.add_argument("--bank", type=_midi_number("--bank"), default=0, help="preset bank 0-127")
+    p.add_argument(
+        "--bank",
+        type=_midi_number("--bank", high=128),
+        default=0,
+        help="preset bank 0-127, or 128 for the percussion kits",
+    )
     p.add_argument(
         "--pitches",
         required=True,
@@ -728,7 +738,9 @@ def main(argv=None) -> int:
         print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"soundspace {args.command}: error: {describe(error)}", file=sys.stderr)
+        # The advice names the option that says where this command writes.
+        out = "--output" if args.command == "generate" else "--out" if "out" in args else "folder"
+        print(f"soundspace {args.command}: error: {describe(error, out=out)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)

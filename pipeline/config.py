@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE
-from .files import inside
+from .files import DuplicateKey, inside, parse_json
 from .space import LINE, SQUARE
 
 # A square of 129 x 129 is 16,641 cells: a whole instrument library of one note. Beyond that a run
@@ -38,7 +38,9 @@ SOUND_NAME = r"[A-Za-z0-9][A-Za-z0-9.-]{0,39}"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is a JSON number and a switch true or false, never "3" or true for 1
+    # (pydantic's lax mode would take both, and a typo'd type would pass unseen).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PostProcess(_Strict):
@@ -144,6 +146,18 @@ class LibrarySound(_Strict):
     label: str | None = None
     files: dict[int, str] | None = None
     file: str | None = Field(None, min_length=1)
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _pitch_keys(cls, value):
+        # JSON keys are strings: "48" is pitch 48. Any other key is left for the strict int
+        # check to refuse by name.
+        if isinstance(value, dict):
+            return {
+                int(k) if isinstance(k, str) and k.isascii() and k.isdigit() else k: v
+                for k, v in value.items()
+            }
+        return value
 
 
 class LibraryConfig(_Grid):
@@ -283,6 +297,14 @@ class WorkflowConfig(_Strict):
         return self
 
 
+# What a strict type error asks for, in words that say why "3" or true is not taken.
+_TYPES = {
+    "int_type": "give a whole number, without quotes (not a string, not true or false)",
+    "float_type": "give a number, without quotes (not a string, not true or false)",
+    "bool_type": "give true or false, without quotes",
+}
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -297,6 +319,10 @@ def _describe(error: ValidationError) -> str:
             )
         elif item["type"] == "string_pattern_mismatch" and where == "device":
             message = "use cpu, cuda, cuda:N or auto"
+        elif item["loc"][-1:] == ("[key]",):
+            message = 'key each file by its MIDI note in quotes, e.g. "48"'
+        elif item["type"] in _TYPES:
+            message = _TYPES[item["type"]]
         got = (
             ""
             if item["type"] in ("missing", "extra_forbidden") or "got" in message
@@ -310,11 +336,13 @@ def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise SoundspaceError(f"no {what} at {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise SoundspaceError(
             f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
         ) from None
+    except DuplicateKey as error:
+        raise SoundspaceError(f"{path}: {error}; give it once") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SoundspaceError(f"cannot read {path} ({error})") from None
     if not isinstance(data, dict):
@@ -354,6 +382,11 @@ def load_space(dataset) -> tuple[SpaceConfig | LibraryConfig, Path]:
 def load_workflow(path) -> tuple[WorkflowConfig, Path]:
     """The workflow and the folder its relative paths start from."""
     path = Path(path)
+    if path.is_dir():
+        raise SoundspaceError(
+            f"--workflow {path} is a folder; give the workflow file itself (e.g. "
+            "config-workflow-local.json)"
+        )
     try:
         workflow = WorkflowConfig.model_validate(_read_json(path, "workflow config"))
     except ValidationError as error:

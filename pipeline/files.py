@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -26,6 +27,30 @@ from typing import TextIO
 from . import SoundspaceError
 
 TEMP_SUFFIX = ".tmp"
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that gives one key twice (the message names it and both values)."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(
+                f"key {json.dumps(key)[:60]} is given twice in one object ("
+                f"{json.dumps(seen[key])[:30]} and {json.dumps(value)[:30]})"
+            )
+        seen[key] = value
+    return seen
+
+
+def parse_json(text: str | bytes):
+    """JSON as `json.loads` reads it, except that an object giving a key twice is refused
+    (DuplicateKey, a ValueError): `json.loads` keeps the last value without a word, so a user
+    who wrote a field twice would get the one they did not mean. Every JSON file the package
+    reads back (configurations, manifests, records, model folders, shard specs) comes here."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def inside(root, relative, what: str = "path") -> Path:
@@ -82,6 +107,26 @@ def real_folder(root, relative: str) -> Path:
         if not stat.S_ISDIR(mode):
             raise SoundspaceError(f"{path} is a file where soundspace keeps a folder; move it away")
     return path
+
+
+def remove_own(root, relative: str) -> None:
+    """Remove `root / relative` (parts joined by "/"), a file the run wrote earlier, where it is
+    still there; never through a symbolic link in the place of one of its folders, which would
+    delete a file elsewhere (refused as `real_folder` refuses it)."""
+    path = Path(root)
+    *folders, name = relative.split("/")
+    for part in folders:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise SoundspaceError(
+                f"{path} is a symbolic link where soundspace keeps a folder of its own; remove "
+                "the link (nothing is written through one)"
+            )
+    (path / name).unlink(missing_ok=True)
 
 
 def open_own(path: Path, mode: str):
@@ -177,29 +222,31 @@ def is_temp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
+# What to do about each error; {out} is where the command was told to write.
 _HINTS = {
-    errno.EROFS: "the file system is read-only: choose a writable --output",
-    errno.ENOSPC: "free some space or choose another --output",
-    errno.EDQUOT: "free some space or choose another --output",
-    errno.EACCES: "make it writable for this user or choose another --output",
-    errno.EPERM: "make it writable for this user or choose another --output",
+    errno.EROFS: "the file system is read-only: choose a writable {out}",
+    errno.ENOSPC: "free some space or choose another {out}",
+    errno.EDQUOT: "free some space or choose another {out}",
+    errno.EACCES: "make it writable for this user or choose another {out}",
+    errno.EPERM: "make it writable for this user or choose another {out}",
     errno.ENOTDIR: "a part of this path is a file, not a folder: move that file away or choose "
-    "another --output",
+    "another {out}",
     errno.EISDIR: "a folder stands where a file should be: move that folder away",
     errno.EEXIST: "a file stands where a folder should be: move that file away or choose "
-    "another --output",
-    errno.ENAMETOOLONG: "choose a shorter --output",
+    "another {out}",
+    errno.ENAMETOOLONG: "choose a shorter {out}",
 }
 
 
-def describe(error: OSError, hint: bool = True) -> str:
-    """One line for a file-system error: the path, the cause and (`hint`) what to do."""
+def describe(error: OSError, hint: bool = True, out: str = "--output") -> str:
+    """One line for a file-system error: the path, the cause and (`hint`) what to do, naming
+    `out`, the option (or "folder") that says where the command writes."""
     where = "" if error.filename is None else f"{error.filename}: "
     if error.filename2 is not None:
         where = f"{error.filename} -> {error.filename2}: "
     cause = error.strerror or str(error) or type(error).__name__
     advice = _HINTS.get(error.errno) if hint and error.errno is not None else None
-    return f"{where}{cause}" + (f"; {advice}" if advice else "")
+    return f"{where}{cause}" + (f"; {advice.format(out=out)}" if advice else "")
 
 
 def _names_a_live_process(line: str) -> bool:

@@ -9,7 +9,9 @@ column, row and pitch once). A cell's place and weights come from the grid's geo
 the manifest. A cell's WAV is used only through `read_cell`: with the sha256 its manifest
 recorded, 16 kHz mono of the recorded length. A space is one pad; a library has one pad per
 combination of corner sounds. Whatever is wrong ends in one `SoundspaceError` line that names
-the problem and the fix.
+the problem and the fix. The weights a manifest records for each cell (what it was decoded from)
+must be the grid's at its place: a stored configuration changed since the run (another
+weighting) would otherwise show weights the sounds were not made with.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pydantic import ValidationError
 from . import SoundspaceError
 from .audio import SAMPLE_RATE
 from .config import LibraryConfig, SpaceConfig
-from .files import inside
+from .files import DuplicateKey, inside, parse_json
+from .library import mix_of
 from .output import FORMAT as SPACE_FORMAT
 from .output import MANIFEST, cell_wav
 from .pads import FORMAT as LIBRARY_FORMAT
@@ -164,9 +167,11 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
 
 def _json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
     except OSError as error:
         raise SoundspaceError(f"cannot read {path}: {error.strerror or error}") from None
+    except DuplicateKey as error:
+        raise SoundspaceError(f"{path}: {error}; {_REWRITE}") from None
     except ValueError as error:
         raise SoundspaceError(f"{path} is not valid JSON ({error})") from None
     if not isinstance(data, dict):
@@ -223,9 +228,16 @@ def _pitch(pitch: int | None) -> tuple:
 
 
 def _cells(
-    entries, pad_dir: Path, path: Path, config, pitches: tuple, stored_pitches: tuple
+    entries,
+    pad_dir: Path,
+    path: Path,
+    config,
+    pitches: tuple,
+    stored_pitches: tuple,
+    sounds: tuple | None = None,
 ) -> dict:
-    """Every cell of one pad from its manifest's list, checked, keyed (column, row, pitch)."""
+    """Every cell of one pad from its manifest's list, checked, keyed (column, row, pitch);
+    `sounds`: a library pad's sound per corner (its cells record weights per sound too)."""
     if not isinstance(entries, list):
         raise SoundspaceError(f"{path}: `cells` is not a list; {_REWRITE}")
     grid = {(c.xi, c.yi): c for c in grid_cells(config.labels, config.resolution, config.weighting)}
@@ -274,6 +286,7 @@ def _cells(
             raise SoundspaceError(
                 f"{path}: cell {name} has no valid sha256, sample count or peak; {_REWRITE}"
             )
+        _decoded_as_placed(entry, name, place, config, path, sounds)
         pitch = pitches[stored_pitches.index(stored)]
         if (column, row, pitch) in found:
             raise SoundspaceError(f"{path}: cell {expected} is listed twice; {_REWRITE}")
@@ -298,6 +311,30 @@ def _cells(
             "has: run the same generate command again to finish it"
         )
     return {(c.xi, c.yi, p): found[(c.xi, c.yi, p)] for p in pitches for c in grid.values()}
+
+
+def _decoded_as_placed(entry: dict, name: str, place, config, path: Path, sounds) -> None:
+    """Refuse a cell whose recorded weights (what it was decoded from) are not the grid's at its
+    place: the page and the exports would show one mix and play another."""
+    corners = dict(zip(config.labels, place.weights, strict=True))
+    expected = {"weights": corners}
+    if sounds is not None:  # a library pad: per corner, and per sound as the decode mixed them
+        expected = {"corner_weights": corners, "weights": dict(mix_of(sounds, place.weights))}
+    for key, want in expected.items():
+        got = entry.get(key)
+        if not (
+            isinstance(got, dict)
+            and set(got) == set(want)
+            and all(
+                type(got[k]) in (int, float) and math.isclose(got[k], w, abs_tol=1e-9)
+                for k, w in want.items()
+            )
+        ):
+            raise SoundspaceError(
+                f"{path}: cell {name} records {key} {json.dumps(got)[:120]}, but the "
+                f"{config.weighting} grid of {config.resolution} per side gives "
+                f"{json.dumps({k: round(w, 6) for k, w in want.items()})[:200]} there; {_REWRITE}"
+            )
 
 
 def _instrument(name: str, label: str | None) -> Instrument:
@@ -378,13 +415,27 @@ def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
             )
         names.add(name)
         pad_dir = inside(folder, name, "pad folder")
+        if not (pad_dir / PAD_MANIFEST).is_file():
+            lost = (
+                f"{pad_dir / PAD_MANIFEST} is" if pad_dir.is_dir() else f"its folder {pad_dir} is"
+            )
+            raise SoundspaceError(
+                f"{path} lists pad {name}, but {lost} missing (deleted?): run the same generate "
+                "command again to restore it"
+            )
         pad_manifest = _json(pad_dir / PAD_MANIFEST)
         if pad_manifest.get("format") != PAD_FORMAT or pad_manifest.get("pad") != name:
             raise SoundspaceError(
                 f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; {_REWRITE}"
             )
         cells = _cells(
-            pad_manifest.get("cells"), pad_dir, pad_dir / PAD_MANIFEST, library, pitches, stored
+            pad_manifest.get("cells"),
+            pad_dir,
+            pad_dir / PAD_MANIFEST,
+            library,
+            pitches,
+            stored,
+            tuple(i.name for i in corners),
         )
         pads.append(Pad(name, pad_dir, tuple(corners), cells))
     every = math.prod(len(instruments[label]) for label in library.labels)

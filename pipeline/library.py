@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError
-from .audio import SAMPLE_RATE, fit, load_audio
+from .audio import SAMPLE_RATE, check_sound_file, fit, load_audio
 from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig, LibrarySound
 from .files import inside
 from .space import cells
@@ -154,10 +154,11 @@ def estimate(samples: int) -> dict:
     }
 
 
-def mix_of(pad: Pad, weights) -> tuple:
-    """A cell's weight per sound: corners holding the same sound add up; zeros are dropped."""
+def mix_of(sounds: tuple, weights) -> tuple:
+    """A cell's weight per sound (`sounds`: a pad's, one per corner): corners holding the same
+    sound add up; zeros are dropped."""
     totals: dict[str, float] = {}
-    for sound, weight in zip(pad.sounds, weights, strict=True):
+    for sound, weight in zip(sounds, weights, strict=True):
         totals[sound] = totals.get(sound, 0.0) + weight
     return tuple(
         sorted(
@@ -184,15 +185,26 @@ def pads_of(config: LibraryConfig) -> list[Pad]:
 
 
 def _pattern(config: LibraryConfig, path: Path) -> str:
+    """The library's file pattern, holding `{sound}` and `{pitch}` as they are and nothing else
+    in braces: a format spec (`{pitch:03d}`, `{sound:>1000000000}`), a conversion (`!r`), an
+    index or attribute would make names no user means, or gigabytes of one name."""
     pattern = config.pattern or ("{sound}_{pitch}.wav" if config.pitches else "{sound}.wav")
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
-        pattern.format(sound="x", pitch=60)
-    except (ValueError, KeyError, IndexError, AttributeError) as error:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as error:
         raise SoundspaceError(
             f"{path}: field pattern {pattern!r} is not a usable file pattern "
             f'({error}); write it like "{{sound}}_{{pitch}}.wav"'
         ) from None
+    fields = {name for _, name, _, _ in parts if name is not None}
+    for _, name, spec, conversion in parts:
+        if name is not None and (name not in ("sound", "pitch") or spec or conversion):
+            extra = (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            field = f"{{{name}{extra}}}"
+            raise SoundspaceError(
+                f"{path}: field pattern {pattern!r} holds {field[:40]}; write {{sound}} and "
+                '{pitch} just so, with no format or conversion (e.g. "{sound}_{pitch}.wav")'
+            )
     needed = {"sound", "pitch"} if config.pitches else {"sound"}
     if fields != needed:
         raise SoundspaceError(
@@ -217,42 +229,58 @@ def find_inputs(config: LibraryConfig, folder: Path) -> dict:
                     "(corners may share a sound, with the same definition)"
                 )
 
-    def file_at(sound, pitch) -> str:
+    def file_at(sound, pitch) -> str | None:
         if sound.files is not None:
             return sound.files.get(pitch)
         return (
             sound.file if sound.file is not None else pattern.format(sound=sound.name, pitch=pitch)
         )
 
-    def exists(rel: str | None) -> bool:
-        if rel is None:
-            return False
+    def exists(rel: str) -> bool:
         try:
-            return inside(folder, rel, "sound file").is_file()
+            path = inside(folder, rel, "sound file")
         except SoundspaceError as error:
             raise SoundspaceError(
                 f"{where}: {error}; name sound files relative to {folder}"
             ) from None
+        if not path.exists():
+            return False
+        check_sound_file(path)  # there but holding no sound (a FIFO, a folder): refused by name
+        return True
+
+    def looked_for(sound, pitch) -> str:
+        """The file a sound should have at `pitch`, or, where its `files` name none for it,
+        the files they name."""
+        rel = file_at(sound, pitch)
+        if rel is not None:
+            return rel
+        named = ", ".join(sound.files.values()) or "none"
+        return f"its `files`, which name no file for pitch {pitch} ({named[:80]})"
 
     inputs: dict[tuple[str, int | None], Input] = {}
     unmatched: list[str] = []
     for name, sound in sounds.items():
         if config.pitches is None:
             rel = file_at(sound, None)
+            assert rel is not None  # without pitches: its `file` or the pattern's (config)
             if not exists(rel):
                 unmatched.append(f"{name} ({rel})")
             inputs[(name, None)] = Input(name, None, rel, None)
             continue
         candidates = sound.files.keys() if sound.files is not None else range(128)
-        have = {p: file_at(sound, p) for p in candidates if exists(file_at(sound, p))}
+        have: dict[int, str] = {}
+        for p in candidates:
+            rel = file_at(sound, p)
+            if rel is not None and exists(rel):
+                have[p] = rel
         if not have:
-            unmatched.append(f"{name} (e.g. {file_at(sound, config.pitches[0])})")
+            unmatched.append(f"{name} (e.g. {looked_for(sound, config.pitches[0])})")
             continue
         missing = [p for p in config.pitches if p not in have]
         if missing and config.missing_pitches == "error":
             raise SoundspaceError(
                 f"{where}: sound {name} has no file for pitch {', '.join(map(str, missing))} "
-                f"(looked for {file_at(sound, missing[0])}; it has "
+                f"(looked for {looked_for(sound, missing[0])}; it has "
                 f"{', '.join(map(str, sorted(have)))}); "
                 'add the files, or set "missing_pitches": "shift" to make them from its '
                 "nearest pitch"
@@ -329,7 +357,7 @@ def plan_library(config: LibraryConfig, folder) -> LibraryPlan:
     cell_mix: dict[tuple[int, int], int] = {}  # (pad index, cell index) -> mix index
     for p, pad in enumerate(pads):
         for c, cell in enumerate(grid):
-            cell_mix[(p, c)] = mixes.setdefault(mix_of(pad, cell.weights), len(mixes))
+            cell_mix[(p, c)] = mixes.setdefault(mix_of(pad.sounds, cell.weights), len(mixes))
     decodes: list[Decode] = []
     cell_decode: dict[tuple[int, int | None, int], int] = {}
     for pitch in pitches:

@@ -29,7 +29,15 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import wav_bytes
-from .files import FolderLock, atomic_write, inside, is_temp, real_folder
+from .files import (
+    FolderLock,
+    atomic_write,
+    inside,
+    is_temp,
+    parse_json,
+    real_folder,
+    remove_own,
+)
 from .space import WORK_NAME
 
 STATE = Path(".soundspace")
@@ -75,7 +83,7 @@ def record_path(space_dir: Path, name: str) -> Path:
 def finished(space_dir: Path, name: str, key: str) -> dict | None:
     """The cell's record when the cell is done as described above, else None."""
     try:
-        record = json.loads(record_path(space_dir, name).read_text())
+        record = parse_json(record_path(space_dir, name).read_text())
         if record.get("key") != key or record.get("file") != f"{name}.wav":
             return None
         data = (space_dir / record["file"]).read_bytes()
@@ -126,11 +134,13 @@ def remove_leftovers(space_dir: Path) -> list[str]:
 
 def remove_stale_cells(space_dir: Path, names: set) -> list[str]:
     """Cells this program wrote earlier (they have a record) that the space no longer has, e.g.
-    after lowering the resolution. Files without a record are never touched."""
+    after lowering the resolution, with their thumbnails. Files without a record are never
+    touched."""
     removed = []
     for path in (space_dir / RECORDS).glob("*.json"):
         if path.stem not in names:
             (space_dir / f"{path.stem}.wav").unlink(missing_ok=True)
+            remove_own(space_dir, f"{THUMBS}/{path.stem}.png")
             path.unlink()
             removed.append(path.stem)
     return removed

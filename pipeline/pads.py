@@ -14,26 +14,34 @@
 
 A pad's cell is a hard link to its decode where the file system allows it (no extra disk; every
 pad sharing a decode holds the very same bytes), else a copy. Either way deleting a pad, or the
-.decodes folder, never damages another pad. Links and copies are made under a temporary name and
-renamed, so a pad file under its final name is always whole. Editing a linked WAV in place
-changes it in every pad that shares it: save edits under another name.
+.decodes folder, never damages another pad. Links and copies are made under a temporary name
+and renamed, so a pad file under its final name is always whole. Editing a linked WAV in place
+changes it in every pad that shares it: save edits under another name. Cells a pad no longer
+has (a lower resolution, a pitch dropped) are removed with their thumbnails, as its earlier
+manifest lists them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 from . import files
 from .files import atomic_write
+from .output import THUMBS
+from .space import CELL_NAME
 
 LIBRARY_MANIFEST = "library.json"
 PAD_MANIFEST = "manifest.json"
 DECODES = ".decodes"
 FORMAT, PAD_FORMAT = "soundspace-library-1", "soundspace-pad-1"
+# A cell's file inside a pad folder, as `cell_file` names it: the only names removed from a pad.
+PAD_CELL = re.compile(rf"(?:p[0-9]{{1,3}}/)?({CELL_NAME.pattern})\.wav")
 # Errors of os.link that mean "this file system does not do hard links here": copy instead.
 _NO_LINKS = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
@@ -114,13 +122,36 @@ def write_pad(library_dir: Path, plan, pad_index: int, records: dict) -> dict:
         "cells": cells,
     }
     path = pad_dir / PAD_MANIFEST
-    try:  # a rerun rewrites no pad that already says this (and spares the slow indented dump)
-        if json.loads(path.read_bytes()) == manifest:
-            return counts
+    try:
+        earlier = files.parse_json(path.read_bytes())
     except (OSError, ValueError):
-        pass
+        earlier = None
+    if earlier == manifest:  # a rerun rewrites no pad that already says this (nor dumps it)
+        return counts
+    if isinstance(earlier, dict):
+        _remove_stale(pad_dir, earlier.get("cells"), cells)
     atomic_write(path, (json.dumps(manifest, indent=1) + "\n").encode())
     return counts
+
+
+def _remove_stale(pad_dir: Path, earlier, cells: list[dict]) -> None:
+    """Remove the cells of the pad's earlier manifest (`earlier`, its list) that `cells` no
+    longer has, each with its thumbnail when no pitch has that cell any more, and pitch folders
+    left empty. Only names this program gives pad cells are taken from the file."""
+    keep = {cell["file"] for cell in cells}
+    names = {cell["name"] for cell in cells}
+    emptied = set()
+    for entry in earlier if isinstance(earlier, list) else []:
+        file = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(file, str) or file in keep or not (match := PAD_CELL.fullmatch(file)):
+            continue
+        files.remove_own(pad_dir, file)
+        if match.group(1) not in names:
+            files.remove_own(pad_dir, f"{THUMBS}/{match.group(1)}.png")
+        emptied.add(file.rpartition("/")[0])
+    for folder in emptied - {"", *(file.rpartition("/")[0] for file in keep)}:
+        with contextlib.suppress(OSError):  # not empty (files of the user's), or not a folder
+            (pad_dir / folder).rmdir()
 
 
 def _sound(plan, label: str, name: str) -> dict:

@@ -10,7 +10,6 @@ one length (one pitch each). The pads are linked to the decodes at the end of ev
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from . import SoundspaceError, output, pads
 from .audio import SAMPLE_RATE
 from .explorer import library as explorer_library
-from .files import real_folder
+from .files import parse_json, real_folder
 from .library import MAX_DECODES, plan_library
 from .plan import Group, Plan, blocks, check_length, encoder, hold, output_folder, shard_specs, tidy
 from .space import interpolate
@@ -141,7 +140,7 @@ class LibraryPlanner:
         refuse (as a space does), unless --force replaces it. Adding or changing some sounds or
         pitches is the same library growing: its finished decodes are kept."""
         try:
-            old = json.loads((self.library_dir / pads.LIBRARY_MANIFEST).read_text())
+            old = parse_json((self.library_dir / pads.LIBRARY_MANIFEST).read_text())
             made_from, old_sounds = old.get("dataset"), dict(old.get("sounds_sha256"))
         except (OSError, ValueError, AttributeError, TypeError):
             return

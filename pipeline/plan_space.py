@@ -9,7 +9,6 @@ grid place (`x00_y00`) and written straight into the space's folder (pipeline/ou
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,7 +117,7 @@ class SpacePlanner:
         space is known by the contents of its input sounds, so a moved or copied dataset is the
         same space (its finished cells are kept) and a dataset whose sounds changed is another."""
         try:
-            old = json.loads((self.space_dir / output.MANIFEST).read_text())
+            old = files.parse_json((self.space_dir / output.MANIFEST).read_text())
             made_from, old_sounds = old.get("dataset"), old.get("sounds_sha256")
         except (OSError, ValueError, AttributeError):
             return
@@ -135,7 +134,7 @@ class SpacePlanner:
     def _earlier_runs(self) -> list:
         """The timings of the runs that made this space so far, from its manifest (newest last)."""
         try:
-            old = json.loads((self.space_dir / output.MANIFEST).read_text())
+            old = files.parse_json((self.space_dir / output.MANIFEST).read_text())
             runs = old.get("earlier_runs", []) + [
                 {
                     k: old[k]

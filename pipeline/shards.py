@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError, output, postprocess
-from .files import atomic_folder, inside, open_own
+from .files import atomic_folder, inside, open_own, parse_json
 from .space import WORK_NAME
 
 SPEC_FILE, EMBEDDINGS_FILE, SHARD_MANIFEST = "shard.json", "embeddings.npy", "shard-manifest.json"
@@ -78,7 +78,7 @@ class ShardSpec:
     def load(cls, folder) -> ShardSpec:
         folder = Path(folder)
         try:
-            fields = json.loads((folder / SPEC_FILE).read_text())
+            fields = parse_json((folder / SPEC_FILE).read_text())
             embeddings = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
             spec = cls(**fields, embeddings=embeddings)
         except (OSError, ValueError, TypeError) as error:

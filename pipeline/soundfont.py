@@ -9,7 +9,10 @@ library's `space.json` looks for by default. The same preset, note and length re
 byte-identical files on every run (scripts/make-datasets relies on it).
 
 The soundfont's preset table is read first, so that a preset it lacks is refused by name (with
-the presets it has) instead of rendering silence.
+the presets it has) instead of rendering silence, and a table that does not fit its file is
+reported as damage. Bank 128 holds a SoundFont's percussion kits: FluidSynth plays them on MIDI
+channel 10, its drum channel, where a program change alone picks the kit (a bank select there,
+or bank 128 on another channel, would be ignored or fall back to a melodic preset).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ PEAK = 0.7
 VELOCITY = 100
 TICKS = 480  # per quarter note; at MIDI's default 120 bpm one tick is 1/960 s
 RENDER_TIMEOUT = 300  # seconds for one note: FluidSynth renders faster than real time
+PERCUSSION_BANK = 128  # the SoundFont 2 bank of drum kits
+PERCUSSION_CHANNEL = 9  # MIDI channel 10, counted from 0: FluidSynth's drum channel
+PRESET_HEADER = 38  # bytes of one phdr record
 
 
 def presets(soundfont) -> dict[tuple[int, int], str]:
@@ -52,8 +58,9 @@ def presets(soundfont) -> dict[tuple[int, int], str]:
                     continue  # the pdta list's chunks follow
                 if kind == b"phdr":
                     table = f.read(size)
+                    _check_table(path, size, len(table), f.read(4))
                     found = {}
-                    for at in range(0, len(table) - 38, 38):  # skip the end marker (EOP)
+                    for at in range(0, size - PRESET_HEADER, PRESET_HEADER):  # not the end (EOP)
                         name, program, bank = struct.unpack_from("<20sHH", table, at)
                         found[(bank, program)] = name.split(b"\0")[0].decode("latin-1").strip()
                     return found
@@ -69,11 +76,30 @@ def presets(soundfont) -> dict[tuple[int, int], str]:
     )
 
 
+def _check_table(path: Path, size: int, read: int, following: bytes) -> None:
+    """Refuse a preset table whose declared size does not fit its records or its file: the
+    table would be read on into the chunk after it, whose bytes would pass for presets, or cut
+    a preset short. The format puts the preset zones' chunk (pbag) right after it."""
+    if read < size:
+        why = f"says it is {size:,} bytes, more than the file holds after it"
+    elif size % PRESET_HEADER or size < 2 * PRESET_HEADER:
+        why = f"is {size:,} bytes, not {PRESET_HEADER}-byte presets and the end record"
+    elif following != b"pbag":
+        why = f"says it is {size:,} bytes, which ends it where no pbag chunk starts"
+    else:
+        return
+    raise SoundspaceError(
+        f"{path}: its preset table (phdr chunk) {why}: a damaged or truncated SoundFont 2 "
+        "file; get the soundfont again"
+    )
+
+
 def midi_file(
     program: int, bank: int, note: int, seconds: float, velocity: int = VELOCITY
 ) -> bytes:
     """A format-0 Standard MIDI File: bank select, program change, the note held for 3/4 of
-    `seconds`, released, and the end of the track at `seconds`."""
+    `seconds`, released, and the end of the track at `seconds`; bank 128 (percussion) on the
+    drum channel, with no bank select."""
 
     def var_len(value: int) -> bytes:
         out = [value & 0x7F]
@@ -83,15 +109,17 @@ def midi_file(
         return bytes(out)
 
     hold, total = round(seconds * 0.75 * 960), round(seconds * 960)
-    bank_select = var_len(0) + bytes([0xB0, 0, bank]) if bank else b""
+    channel = PERCUSSION_CHANNEL if bank == PERCUSSION_BANK else 0
+    melodic_bank = 0 < bank < PERCUSSION_BANK
+    bank_select = var_len(0) + bytes([0xB0, 0, bank]) if melodic_bank else b""
     events = (
         bank_select
         + var_len(0)
-        + bytes([0xC0, program])
+        + bytes([0xC0 | channel, program])
         + var_len(0)
-        + bytes([0x90, note, velocity])
+        + bytes([0x90 | channel, note, velocity])
         + var_len(hold)
-        + bytes([0x80, note, 0])
+        + bytes([0x80 | channel, note, 0])
         + var_len(total - hold)
         + b"\xff\x2f\x00"
     )

@@ -139,3 +139,16 @@ def test_values_out_of_range_are_one_line_not_an_internal_error(tmp_path, capsys
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "internal error" not in err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("values", [np.zeros((2, 16), np.complex64) + 1j,
+                                    np.zeros((2, 16), bool)])
+def test_decode_refuses_an_embedding_that_is_not_real_numbers(tiny_model_dir, tmp_path, capsys,
+                                                              values):
+    """Issue 34, item 6: a complex .npy was decoded with its imaginary part dropped."""
+    np.save(tmp_path / "z.npy", values)
+    err = run_error(capsys, ["decode", str(tmp_path / "z.npy"), "--model", str(tiny_model_dir),
+                             "--out", str(tmp_path / "o")])
+    assert err == (f"soundspace decode: error: {tmp_path / 'z.npy'} holds {values.dtype} values; "
+                   "an embedding is real numbers (float32) as `soundspace encode` writes it\n")
+    assert not (tmp_path / "o").exists()

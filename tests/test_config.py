@@ -1,6 +1,7 @@
 """Every refusal of `soundspace generate`: a clear message naming the file, the field or the
 sound, exit code 2, and nothing written (the output folder is never created)."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -226,3 +227,101 @@ def test_bad_model_configuration(tmp_path, capsys, config, field):
     flow = workflow(tmp_path, models={"real": str(model), "test": str(model)})
     err = refused(tmp_path, capsys, dataset(tmp_path / "d"), flow)
     assert str(model / "model.json") in err and field in err
+
+
+# Issue 34, item 6: what a JSON file says is taken exactly as written.
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"resolution": "3"}, 'field resolution: give a whole number, without quotes (not a string, '
+                          'not true or false) (got "3")'),
+    ({"resolution": True}, "field resolution: give a whole number"),
+    ({"resolution": 3.0}, "field resolution: give a whole number"),
+    ({"seed": "1"}, "field seed: give a whole number"),
+    ({"seed": False}, "field seed: give a whole number"),
+    ({"length": "0.07"}, 'field length: give a number, without quotes'),
+    ({"length": True}, "field length: give a number"),
+    ({"postprocess": {"fade_ms": "5"}}, "field postprocess.fade_ms: give a number"),
+])
+def test_a_number_in_space_json_is_a_json_number(tmp_path, capsys, fields, needle):
+    """"3" and true were taken as 3 and 1 (pydantic's lax mode): a typo'd type passed unseen."""
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", **{"length": 0.07, **fields}))
+    assert needle in err and "space.json" in err
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"decode_batch": "81"}, "field decode_batch: give a whole number"),
+    ({"parallel_shards": True}, "field parallel_shards: give a whole number"),
+    ({"ray": {"retries": "3"}}, "field ray.retries: give a whole number"),
+])
+def test_a_number_in_the_workflow_is_a_json_number(tmp_path, capsys, fields, needle):
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", length=0.07),
+                  workflow(tmp_path, **fields))
+    assert needle in err and "workflow.json" in err
+
+
+def test_a_json_number_is_still_taken_where_a_fraction_is_allowed(tmp_path):
+    """Strict types, not pedantry: a whole number is a number (length 1 means 1.0 s)."""
+    from pipeline.config import load_space
+
+    space, _ = load_space(dataset(tmp_path / "d", length=1, postprocess={"peak_dbfs": -3}))
+    assert space.length == 1.0 and space.postprocess.peak_dbfs == -3.0
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "space", "resolution": 3, "resolution": 5}',
+    '{"sounds": {"NW": "bass.wav", "NE": "guitar.wav", "SW": "keyboard.wav", "SE": "organ.wav", '
+    '"NW": "organ.wav"}}',
+])
+def test_a_key_given_twice_in_space_json_is_refused(tmp_path, capsys, text):
+    """json.loads kept the last of two values without a word: the user's first was ignored."""
+    data = dataset(tmp_path / "d", length=0.07)
+    space = json.loads((data / "space.json").read_text())
+    given = json.loads(text)
+    rest = json.dumps({k: v for k, v in space.items() if k not in given})[1:-1]
+    (data / "space.json").write_text(text[:-1] + ", " + rest + "}")
+    err = refused(tmp_path, capsys, data)
+    assert "space.json: key" in err and "is given twice in one object" in err
+
+
+def test_a_key_given_twice_in_the_workflow_is_refused(tmp_path, capsys):
+    flow = workflow(tmp_path)
+    flow.write_text(flow.read_text()[:-1] + ', "decode_batch": 4, "decode_batch": 81}')
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d", length=0.07), flow)
+    assert 'workflow.json: key "decode_batch" is given twice in one object (4 and 81)' in err
+
+
+def test_a_workflow_that_is_a_folder_is_named_as_such(tmp_path, capsys):
+    """It said "no workflow config at FOLDER", as if nothing were there."""
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d"), tmp_path)
+    assert f"--workflow {tmp_path} is a folder; give the workflow file itself" in err
+
+
+def test_a_model_json_without_its_sha256_says_so(tmp_path, capsys):
+    """It said the weights "do not match the sha256", which was never recorded."""
+    model = _model_with(tmp_path)
+    meta = json.loads((model / "model.json").read_text())
+    del meta["weights_sha256"]
+    (model / "model.json").write_text(json.dumps(meta))
+    flow = workflow(tmp_path, models={"real": str(model), "test": str(model)})
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d"), flow)
+    assert f"{model / 'model.json'} records no sha256 of weights.safetensors" in err
+    assert "does not match" not in err and "convert or copy the model again" in err
+
+
+def test_a_key_given_twice_in_model_json_is_refused(tmp_path, capsys):
+    model = _model_with(tmp_path)
+    text = (model / "model.json").read_text()
+    (model / "model.json").write_text(text.replace('"config": {', '"config": {"hop": 256, ', 1))
+    flow = workflow(tmp_path, models={"real": str(model), "test": str(model)})
+    err = refused(tmp_path, capsys, dataset(tmp_path / "d"), flow)
+    assert f'{model / "model.json"}: key "hop" is given twice in one object' in err
+
+
+def test_a_fifo_as_a_sound_is_named_as_such(tmp_path, capsys):
+    """It said "no such sound file" of a file that is there (a named pipe, which would block a
+    read)."""
+    data = dataset(tmp_path / "d")
+    (data / "organ.wav").unlink()
+    os.mkfifo(data / "organ.wav")
+    err = refused(tmp_path, capsys, data)
+    assert f"{data / 'organ.wav'} is a named pipe (FIFO), not a sound file" in err

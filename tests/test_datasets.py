@@ -114,3 +114,86 @@ def test_inputs_refuses_a_file_that_is_not_a_soundfont(tmp_path):
                              str(fake), "--program", "0", "--pitches", "60", "--name", "x",
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "is not a SoundFont 2 file" in result.stderr
+
+
+# --- issue 34, item 6: percussion, and a preset table that does not fit its file ---------------
+
+def above(audio, hz: float) -> float:
+    """The share of the sound's energy above `hz`."""
+    import numpy as np
+
+    power = np.abs(np.fft.rfft(audio)) ** 2
+    return float(power[np.fft.rfftfreq(len(audio), 1 / 16000) > hz].sum() / power.sum())
+
+
+@needs_fluidsynth
+def test_a_percussion_kit_in_bank_128_is_rendered(tmp_path):
+    """FluidSynth lists FluidR3's drum kits at bank 128, but `--bank 128` was refused, and bank 128
+    sent as a bank select played the melodic preset of the same number (a piano for kit 0). In
+    every General MIDI kit note 42 is a closed hi-hat: most of its energy lies above 3 kHz, where
+    the piano's same note has almost none."""
+    from pipeline.soundfont import presets
+
+    assert presets(SOUNDFONT)[(128, 0)] == "Standard"
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "inputs", "--soundfont",
+                             str(SOUNDFONT), "--bank", "128", "--program", "0", "--pitches", "42",
+                             "--length", "0.5", "--name", "kit", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    hihat, _ = soundfile.read(tmp_path / "kit_42.wav")
+    assert above(hihat, 3000) > 0.5
+    from pipeline.soundfont import render_note
+
+    assert above(render_note(SOUNDFONT, 0, 0, 42, 0.5), 3000) < 0.05  # the piano
+
+
+def soundfont_with(table: bytes, declared: int, after: bytes = b"") -> bytes:
+    """A SoundFont 2 file whose preset table (phdr) holds `table` and declares `declared`
+    bytes; `after` follows it inside the pdta list (another chunk, as in a real file)."""
+    import struct
+
+    phdr = b"phdr" + struct.pack("<I", declared) + table
+    pdta = b"LIST" + struct.pack("<I", 4 + len(phdr) + len(after)) + b"pdta" + phdr + after
+    return b"RIFF" + struct.pack("<I", 4 + len(pdta)) + b"sfbk" + pdta
+
+
+def preset_record(name: str, program: int, bank: int) -> bytes:
+    import struct
+
+    return struct.pack("<20sHHHIII", name.encode(), program, bank, 0, 0, 0, 0)
+
+
+TWO = preset_record("Lead", 5, 0) + preset_record("EOP", 0, 0)
+PBAG = b"pbag" + (8).to_bytes(4, "little") + bytes(8)
+
+
+def test_a_preset_table_that_fits_its_file_is_read(tmp_path):
+    from pipeline.soundfont import presets
+
+    (tmp_path / "ok.sf2").write_bytes(soundfont_with(TWO, len(TWO), PBAG))
+    assert presets(tmp_path / "ok.sf2") == {(0, 5): "Lead"}
+
+
+PMOD = b"pmod" + (30).to_bytes(4, "little") + bytes(30)
+
+
+@pytest.mark.parametrize("declared,after,why", [
+    (3 * 38, PBAG + PMOD, "says it is 114 bytes, which ends it where no pbag chunk starts"),
+    (3 * 38, PBAG, "says it is 114 bytes, more than the file holds after it"),
+    (2 * 38 - 10, b"", "is 66 bytes, not 38-byte presets and the end record"),
+    (38, b"", "is 38 bytes, not 38-byte presets and the end record"),
+], ids=["into-the-next-chunk", "beyond-the-file", "a-preset-cut-short", "no-preset"])
+def test_a_preset_table_that_lies_about_its_size_is_reported_damaged(tmp_path, declared, after,
+                                                                       why):
+    """A table declaring more bytes than follow it was read on into the next chunk (its bytes
+    taken for presets), and one declaring fewer cut a preset in two."""
+    from pipeline import SoundspaceError
+    from pipeline.soundfont import presets
+
+    path = tmp_path / "lies.sf2"
+    path.write_bytes(soundfont_with(TWO[:declared] if declared < len(TWO) else TWO, declared,
+                                    after))
+    with pytest.raises(SoundspaceError) as refused:
+        presets(path)
+    assert str(refused.value) == (f"{path}: its preset table (phdr chunk) {why}: a damaged or "
+                                  "truncated SoundFont 2 file; get the soundfont again")

@@ -350,3 +350,48 @@ def test_a_small_or_full_disk_ends_in_one_line_and_leaves_nothing(made, tmp_path
         # Another file system: the samples are copied, and the disk fills up on the way.
         refused(capsys, small, small / "sfz", made["space"], "--format", "sfz", "--pitch", 48,
                 needle="No space left on device")
+
+
+# --- issue 34, item 6: messages that say what was meant -------------------------------------------
+
+def test_a_file_system_error_of_an_export_names_its_option_out(made, tmp_path, capsys):
+    """The advice said "choose another --output", an option export does not have."""
+    (tmp_path / "file").write_text("a file where a folder of --out goes")
+    assert export(made["space"], "--format", "sfz", "--out", tmp_path / "file" / "sfz") == 2
+    assert capsys.readouterr().err == (
+        f"soundspace export: error: {tmp_path / 'file'}: File exists; a file stands where a "
+        "folder should be: move that file away or choose another --out\n")
+
+
+def test_a_deleted_pad_folder_says_a_rerun_restores_it(made, tmp_path, capsys):
+    """It said only "cannot read .../manifest.json: No such file or directory"."""
+    library = copy_tree(made["library"], tmp_path / "lib")
+    shutil.rmtree(library / "trumpet_guitar_keyboard_organ")
+    refused(capsys, tmp_path, tmp_path / "o", library, "--format", "sfz",
+            needle=f"its folder {library / 'trumpet_guitar_keyboard_organ'} is missing "
+                   "(deleted?): run the same generate command again to restore it")
+
+
+PAD = "bass_guitar_keyboard_organ"
+
+
+@pytest.mark.parametrize("key,weights", [
+    ("corner_weights", {"NW": 0.5, "NE": 0.5, "SW": 0.0, "SE": 0.0}),
+    ("weights", {"bass": 0.5, "guitar": 0.5}),
+    ("weights", {"bass": 0.25, "guitar": 0.25, "keyboard": 0.25, "organ": 0.25, "flute": 0.0}),
+])
+def test_a_pad_cell_whose_recorded_weights_are_not_its_places_is_refused(made, tmp_path, capsys,
+                                                                        key, weights):
+    """A cell's manifest says what it was decoded from; the page and the exports showed the
+    grid's weights whatever it said. The centre of a 3 x 3 bilinear grid is a quarter of each
+    corner (the four sounds of this pad)."""
+    library = copy_tree(made["library"], tmp_path / "lib")
+    pad = library / PAD / "manifest.json"
+    manifest = json.loads(pad.read_text())
+    centre = next(c for c in manifest["cells"] if c["name"] == "x01_y01")
+    assert centre["corner_weights"] == {"NW": 0.25, "NE": 0.25, "SW": 0.25, "SE": 0.25}
+    assert centre["weights"] == {"bass": 0.25, "guitar": 0.25, "keyboard": 0.25, "organ": 0.25}
+    centre[key] = weights
+    pad.write_text(json.dumps(manifest))
+    refused(capsys, tmp_path, tmp_path / "o", library, "--format", "onss",
+            needle=f"{pad}: cell x01_y01 records {key} ")

@@ -132,6 +132,9 @@ BAD_MANIFESTS = {
     "run unfinished": (lambda m: m.update(status="incomplete"), "not complete"),
     "not a space": (lambda m: m.update(format="soundspace-space-0"), "not a space or library folder"),
     "sounds not 2 or 4": (lambda m: m["space"]["sounds"].pop("SE"), "configuration is not valid"),
+    "cell weights not its place's": (cell(4, weights={"NW": 1.0, "NE": 0.0, "SW": 0.0, "SE": 0.0}),
+                                     'cell x01_y01 records weights {"NW": 1.0'),
+    "cell weights missing": (cell(4, weights=None), "cell x01_y01 records weights null"),
 }
 
 
@@ -149,6 +152,37 @@ def test_a_bad_manifest_is_refused_once_by_the_reader_for_explore_and_export(spa
     assert capsys.readouterr().err == f"soundspace export: error: {refused.value}\n"
     assert {p: p.read_bytes() for p in space.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "sfz").exists()
+
+
+def test_a_manifest_giving_a_key_twice_is_refused(space, capsys):
+    """Issue 34, item 6: json.loads kept the last of two values without a word."""
+    text = (space / "manifest.json").read_text()
+    (space / "manifest.json").write_text(text.replace('"status": "complete"',
+                                                      '"status": "running", "status": "complete"'))
+    assert main(["explore", str(space)]) == 2
+    assert capsys.readouterr().err == (
+        f'soundspace explore: error: {space / "manifest.json"}: key "status" is given twice in one '
+        'object ("running" and "complete"); run the same generate command again to rewrite it\n')
+
+
+def test_a_space_whose_stored_weighting_is_not_the_one_decoded_is_refused(tmp_path, capsys):
+    """Issue 34, item 6: a 4 x 4 space decoded with radial weights whose manifest was changed to
+    say bilinear: the page showed bilinear weights for sounds decoded from radial ones. At
+    (1/3, 1/3) radial gives NW 1 - sqrt(2)/3, NE and SW 1 - sqrt(5)/3, SE 1 - sqrt(8)/3,
+    normalised; bilinear gives 4/9, 2/9, 2/9, 1/9."""
+    data = dataset(tmp_path / "d", length=0.07, resolution=4, weighting="radial")
+    space = generate_space(data, workflow(tmp_path), progress=False, pictures=False,
+                           log=lambda _: None).space_dir
+    manifest = json.loads((space / "manifest.json").read_text())
+    raw = [1 - np.sqrt(2) / 3, 1 - np.sqrt(5) / 3, 1 - np.sqrt(5) / 3, 1 - np.sqrt(8) / 3]
+    recorded = next(c for c in manifest["cells"] if c["name"] == "x01_y01")["weights"]
+    assert np.allclose(list(recorded.values()), np.array(raw) / sum(raw))
+    manifest["space"]["weighting"] = "bilinear"
+    (space / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["explore", str(space), "--no-pictures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cell x01_y01 records weights" in err
+    assert "the bilinear grid of 4 per side gives" in err and '"SE": 0.111' in err
 
 
 def test_render_shard_refuses_cell_names_that_lead_out(tmp_path, capsys):

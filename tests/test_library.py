@@ -370,3 +370,98 @@ def test_a_kill_while_the_page_is_written_leaves_the_library_incomplete(tmp_path
     assert result.decoded == 0
     manifest = json.loads((library_dir / "library.json").read_text())
     assert manifest["status"] == "complete" and (library_dir / "index.html").is_file()
+
+
+# --- issue 34, item 6: a library says exactly what was meant --------------------------------------
+
+def plan_refused(capsys, data) -> str:
+    assert main(["plan", "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("soundspace plan: error: ") and err.count("\n") == 1, err
+    return err
+
+
+TAKEN_BEFORE = ["{sound}_{pitch:x}.wav", "{sound}_{pitch:03d}.wav", "{sound!r}_{pitch}.wav"]
+
+
+@pytest.mark.parametrize("pattern", ["{sound:>1000000000}_{pitch}.wav", *TAKEN_BEFORE,
+                                     "{sound.upper}_{pitch}.wav", "{sound}_{pitch}{}.wav",
+                                     "{sound}_{0}_{pitch}.wav"])
+def test_a_pattern_holds_sound_and_pitch_as_they_are(tmp_path, capsys, pattern):
+    """`{sound:>1000000000}` made `plan` take 8.8 GB and print a 1 GB line; `{pitch:x}`,
+    `{pitch:03d}` and `{sound!r}` were taken (files named 30, 048 or 'bass' matched)."""
+    data = small_library(tmp_path / "data", pattern=pattern)
+    if pattern in TAKEN_BEFORE:  # with the files it names there, the library was planned
+        for name in ("bass", "trumpet", "guitar", "keyboard", "organ"):
+            for pitch in (48, 55):
+                (data / f"{name}_{pitch}.wav").rename(data / pattern.format(sound=name, pitch=pitch))
+    err = plan_refused(capsys, data)
+    assert f"field pattern {pattern!r} holds " in err and "write {sound} and {pitch} just so" in err
+    assert len(err) < 400
+
+
+def test_a_pitch_is_a_json_number(tmp_path, capsys):
+    """"48" was taken as pitch 48."""
+    err = plan_refused(capsys, small_library(tmp_path / "data", pitches=["48", 55]))
+    assert "field pitches.0: give a whole number, without quotes" in err
+
+
+def test_files_keyed_by_pitch_still_take_json_keys(tmp_path):
+    """JSON keys are strings: `files: {"48": ...}` names pitch 48 (and any other key is refused)."""
+    data = small_library(tmp_path / "data", sounds={
+        "NW": {"name": "bass", "files": {"48": "bass_55.wav", "55": "bass_48.wav"}},
+        "NE": "guitar", "SW": "keyboard", "SE": "organ"})
+    inputs = plan_library(*load_space(data)).inputs
+    assert inputs[("bass", 48)].file == "bass_55.wav" and inputs[("bass", 55)].file == "bass_48.wav"
+    small_library(data, sounds={"NW": {"name": "bass", "files": {"C3": "bass_48.wav"}},
+                                "NE": "guitar", "SW": "keyboard", "SE": "organ"})
+    with pytest.raises(SoundspaceError, match='field sounds.NW.0.files.C3.\\[key\\]: key each file '
+                                              'by its MIDI note in quotes, e.g. "48"'):
+        load_space(data)
+
+
+def test_a_sound_whose_files_lack_a_pitch_names_its_files_not_none(tmp_path, capsys):
+    """The refusal said "looked for None" of a sound whose `files` had no entry for the pitch."""
+    data = small_library(tmp_path / "data", sounds={
+        "NW": {"name": "bass", "files": {"48": "bass_48.wav"}},
+        "NE": "guitar", "SW": "keyboard", "SE": "organ"})
+    err = plan_refused(capsys, data)
+    assert "sound bass has no file for pitch 55 (looked for its `files`, which name no file for " \
+           "pitch 55 (bass_48.wav); it has 48)" in err and "None" not in err
+    data = small_library(tmp_path / "d2", sounds={
+        "NW": {"name": "bass", "files": {"50": "nothing.wav"}},
+        "NE": "guitar", "SW": "keyboard", "SE": "organ"})
+    err = plan_refused(capsys, data)
+    assert "no file for bass (e.g. its `files`, which name no file for pitch 48 (nothing.wav))" \
+        in err and "None" not in err
+
+
+def test_a_fifo_where_a_sound_file_goes_is_named_as_such(tmp_path, capsys):
+    """A FIFO named like a sound was taken for no file at all ("no file for pitch 55")."""
+    data = small_library(tmp_path / "data")
+    (data / "organ_55.wav").unlink()
+    os.mkfifo(data / "organ_55.wav")
+    err = plan_refused(capsys, data)
+    assert f"{data / 'organ_55.wav'} is a named pipe (FIFO), not a sound file" in err
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_cells_a_pad_no_longer_has_go_with_their_thumbnails(tmp_path):
+    """Lowering the resolution and dropping a pitch left the pads' old WAVs, their pitch folder
+    and their thumbnails, beside the new grid's."""
+    data = small_library(tmp_path / "data", length=0.05)
+    flow = workflow(tmp_path)
+    library = generate_space(data, flow, progress=False, log=lambda _: None).space_dir
+    pad = library / "bass_guitar_keyboard_organ"
+    assert len(list(pad.glob("p55/*.wav"))) == 9 and len(list(pad.glob("thumbs/*.png"))) == 9
+    (pad / "p48" / "notes.txt").write_text("the user's own file")
+    small_library(tmp_path / "data", length=0.05, resolution=2, pitches=[48])
+    generate_space(data, flow, progress=False, log=lambda _: None)
+    two_by_two = ["x00_y00", "x00_y01", "x01_y00", "x01_y01"]
+    assert files_in(pad) == sorted(["manifest.json", "space.png", "thumbs", "p48", "p48/notes.txt",
+                                    *(f"p48/{c}.wav" for c in two_by_two),
+                                    *(f"thumbs/{c}.png" for c in two_by_two)])
+    finished.read(library)  # and the library reads back whole

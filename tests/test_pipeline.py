@@ -132,6 +132,21 @@ def test_changed_space_is_remade_and_stale_cells_removed(tmp_path):
     assert (first.space_dir / "notes.txt").exists()  # files it did not write are left alone
 
 
+def test_a_removed_cell_takes_its_thumbnail_with_it(tmp_path):
+    """Issue 34, item 6: lowering the resolution removed the old cells' WAVs but left their
+    thumbnails in thumbs/; a PNG the user put there stays."""
+    flow = workflow(tmp_path)
+    space_dir = generate_space(small_space(tmp_path), flow, progress=False,
+                               log=lambda _: None).space_dir
+    assert len(list((space_dir / "thumbs").glob("*.png"))) == 9
+    (space_dir / "thumbs" / "x07_y07.png").write_bytes(b"the user's own picture")
+    generate_space(small_space(tmp_path, resolution=2), flow, progress=False, log=lambda _: None)
+    two_by_two = ["x00_y00", "x00_y01", "x01_y00", "x01_y01"]
+    assert sorted(p.name for p in (space_dir / "thumbs").iterdir()) == sorted(
+        [*(f"{c}.png" for c in two_by_two), "x07_y07.png"])
+    assert sorted(wavs(space_dir)) == [f"{c}.wav" for c in two_by_two]
+
+
 def test_line_space_and_open_nsynth_super_chain(tmp_path):
     data = small_space(tmp_path, labels=("LEFT", "RIGHT"), resolution=5,
                        postprocess={"chain": "open-nsynth-super"})

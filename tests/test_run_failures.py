@@ -454,3 +454,20 @@ def test_another_hop_in_model_json_makes_every_cell_again(tmp_path):
     meta["config"]["hop"] = 256
     (model / "model.json").write_text(json.dumps(meta))
     assert generate_space(data, flow, progress=False, log=lambda _: None).decoded == 9
+
+
+# --- issue 34, item 6: a sound this user may not read -----------------------------------------
+
+def test_a_sound_this_user_may_not_read_is_named_with_permission_denied(shared_base):
+    """libsndfile reports "System error", and the message said to use WAV, FLAC, ... of a WAV."""
+    from .conftest import DEMO_MODEL
+
+    locked = shared_base / "locked.wav"
+    soundfile.write(locked, np.zeros(1024), 16000)
+    locked.chmod(0o600)  # root's: nobody may not read it
+    result = run_as_nobody([sys.executable, "-m", "pipeline.cli", "encode", str(locked),
+                            "--model", str(DEMO_MODEL), "--out", str(shared_base / "o")],
+                           shared_base)
+    assert result.returncode == 2
+    assert result.stderr == (f"soundspace encode: error: cannot read {locked}: Permission denied; "
+                             "make it readable for this user\n")

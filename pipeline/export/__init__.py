@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from .. import SoundspaceError
-from ..files import atomic_folder, is_temp
+from ..files import atomic_folder, is_temp, parse_json
 from ..finished import read
 from . import onss, sfz
 
@@ -151,7 +151,7 @@ def _not_exported(out: Path) -> list[str] | None:
     an empty folder counts too, since the export makes none), or None when `out` holds no
     readable export.json. Links are listed, never followed."""
     try:
-        listed = json.loads((out / MARKER).read_text())["files"]
+        listed = parse_json((out / MARKER).read_text())["files"]
         if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
             return None
     except (OSError, ValueError, TypeError, KeyError):

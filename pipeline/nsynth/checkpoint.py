@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import SoundspaceError
-from ..files import atomic_file, atomic_write, sha256_file
+from ..files import DuplicateKey, atomic_file, atomic_write, parse_json, sha256_file
 from .model import ModelConfig
 
 FORMAT = "soundspace-nsynth-1"
@@ -161,13 +161,23 @@ def load_model(path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
                 f"{folder} is not a soundspace model folder: {needed.name} is missing{hint}"
             )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = parse_json(meta_path.read_text())
+    except DuplicateKey as error:
+        raise SoundspaceError(f"{meta_path}: {error}; give it once") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SoundspaceError(f"{meta_path} is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise SoundspaceError(f"{meta_path} has format {found!r}, expected {FORMAT!r}")
-    if verify and sha256_file(weights_path) != meta.get("weights_sha256"):
+    recorded = meta.get("weights_sha256")
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        # The sha256 is what loading checks and what names the model in every manifest.
+        raise SoundspaceError(
+            f"{meta_path} records no sha256 of {WEIGHTS_FILE} (field weights_sha256, got "
+            f"{json.dumps(recorded)[:70]}), so the weights cannot be checked; convert or copy "
+            "the model again (soundspace convert and train write it)"
+        )
+    if verify and sha256_file(weights_path) != recorded:
         raise SoundspaceError(
             f"{weights_path} does not match the sha256 in {meta_path}: the "
             "file is damaged or was replaced; convert or copy the model again"

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ... import SoundspaceError
-from ...files import inside
+from ...files import inside, parse_json
 from ...shards import SHARD_MANIFEST, ShardSpec
 from ...space import WORK_NAME
 from ..remote import receive
@@ -267,7 +267,7 @@ class PaperspaceBackend:
                 )
             found[name] = self.jobs.download(url)
         try:
-            seconds = json.loads(found.pop(SHARD_MANIFEST, b"{}")).get("seconds", {})
+            seconds = parse_json(found.pop(SHARD_MANIFEST, b"{}")).get("seconds", {})
         except (ValueError, AttributeError):
             seconds = {}
         merged, got, missing = receive(found, spec, space_dir, f"job {job_id}")
