@@ -144,11 +144,12 @@ def hold(store: Path, locks, wait: bool, log) -> None:
 
 def tidy(store: Path, force: bool, names: set) -> None:
     """Clear the held store of what a killed run left, of the decodes the plan no longer has
-    and (`force`) of every record."""
-    if force:
-        output.clear(store)
+    (with their thumbnails) and (`force`) of every record: stale cells first, while their
+    records still say which they are."""
     output.remove_leftovers(store)
     output.remove_stale_cells(store, names)
+    if force:
+        output.clear(store)
 
 
 def shard_specs(

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from pipeline.cli import main
@@ -132,15 +133,17 @@ def test_changed_space_is_remade_and_stale_cells_removed(tmp_path):
     assert (first.space_dir / "notes.txt").exists()  # files it did not write are left alone
 
 
-def test_a_removed_cell_takes_its_thumbnail_with_it(tmp_path):
+@pytest.mark.parametrize("force", [False, True])
+def test_a_removed_cell_takes_its_thumbnail_with_it(tmp_path, force):
     """Issue 34, item 6: lowering the resolution removed the old cells' WAVs but left their
-    thumbnails in thumbs/; a PNG the user put there stays."""
+    thumbnails in thumbs/ (with --force, the WAVs stayed too); a PNG the user put there stays."""
     flow = workflow(tmp_path)
     space_dir = generate_space(small_space(tmp_path), flow, progress=False,
                                log=lambda _: None).space_dir
     assert len(list((space_dir / "thumbs").glob("*.png"))) == 9
     (space_dir / "thumbs" / "x07_y07.png").write_bytes(b"the user's own picture")
-    generate_space(small_space(tmp_path, resolution=2), flow, progress=False, log=lambda _: None)
+    generate_space(small_space(tmp_path, resolution=2), flow, force=force, progress=False,
+                   log=lambda _: None)
     two_by_two = ["x00_y00", "x00_y01", "x01_y00", "x01_y01"]
     assert sorted(p.name for p in (space_dir / "thumbs").iterdir()) == sorted(
         [*(f"{c}.png" for c in two_by_two), "x07_y07.png"])
