@@ -22,14 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SoundspaceError
-
-
-def _out_dir(path) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise SoundspaceError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+from .files import made_folder
 
 
 def _unique_stems(paths) -> None:
@@ -133,7 +126,8 @@ def cmd_convert(args) -> None:
         )
     except SoundspaceError as error:
         raise SoundspaceError(f"{args.checkpoint}: {error}") from None
-    checkpoint.save_model(weights, config, _out_dir(out), source)
+    with made_folder(out):
+        checkpoint.save_model(weights, config, out, source)
     print(
         f"converted {source['checkpoint']} (step {source['global_step']}): {len(weights)} "
         f"variables, {sum(v.size for v in weights.values()):,} parameters, "
@@ -156,11 +150,13 @@ def cmd_encode(args) -> None:
     _unique_stems(args.inputs)
     sounds = {p: load_audio(p) for p in args.inputs}
     model = NSynth.load(args.model, device=args.device)
-    out = _out_dir(args.out)
     by_length = defaultdict(list)
     for path, audio in sounds.items():
         by_length[len(audio)].append(path)
-    with tqdm(total=len(sounds), unit="sound", desc="encoding") as bar:
+    with (
+        made_folder(args.out) as out,
+        tqdm(total=len(sounds), unit="sound", desc="encoding") as bar,
+    ):
         for paths in by_length.values():
             embeddings = model.encode(
                 np.stack([sounds[p] for p in paths]), drop_partial=not args.keep_partial_frame
@@ -201,24 +197,24 @@ def cmd_decode(args) -> None:
     _unique_stems(args.inputs)
     model = NSynth.load(args.model, device=args.device)
     embeddings = [_load_embedding(p, model.config.bottleneck) for p in args.inputs]
-    out = _out_dir(args.out)
     # Sound i draws its noise from (seed, i) whatever batch it lands in. Frame counts come from
     # the files; sounds of equal length are decoded together, `--batch` at a time.
     by_frames = defaultdict(list)
     for i, embedding in enumerate(embeddings):
         by_frames[len(embedding)].append(i)
     start = time.perf_counter()
-    for indices in by_frames.values():
-        for b0 in range(0, len(indices), args.batch or len(indices)):
-            chunk = indices[b0 : b0 + (args.batch or len(indices))]
-            audio = model.generate(
-                np.stack([embeddings[i] for i in chunk]),
-                seed=[[args.seed, i] for i in chunk],
-                temperature=args.temperature,
-                math=args.math,
-            )
-            for i, sound in zip(chunk, audio, strict=True):
-                write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
+    with made_folder(args.out) as out:
+        for indices in by_frames.values():
+            for b0 in range(0, len(indices), args.batch or len(indices)):
+                chunk = indices[b0 : b0 + (args.batch or len(indices))]
+                audio = model.generate(
+                    np.stack([embeddings[i] for i in chunk]),
+                    seed=[[args.seed, i] for i in chunk],
+                    temperature=args.temperature,
+                    math=args.math,
+                )
+                for i, sound in zip(chunk, audio, strict=True):
+                    write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
     seconds = sum(len(e) for e in embeddings) * model.config.hop / 16000
     print(
         f"decoded {len(embeddings)} sound(s), {seconds:.1f} s of audio, in "
@@ -291,16 +287,17 @@ def cmd_train(args) -> None:
         self_feed=args.self_feed,
         self_feed_from=args.self_feed_from,
     )
-    out = train(
-        sounds,
-        args.out,
-        config=config,
-        init=init,
-        options=options,
-        device=args.device,
-        compile=args.compile,
-        overwrite=args.overwrite,
-    )
+    with made_folder(args.out):
+        out = train(
+            sounds,
+            args.out,
+            config=config,
+            init=init,
+            options=options,
+            device=args.device,
+            compile=args.compile,
+            overwrite=args.overwrite,
+        )
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
 
@@ -315,6 +312,8 @@ def cmd_inputs(args) -> None:
         )
     if len(set(args.pitches)) < len(args.pitches):
         raise SoundspaceError(f"--pitches {' '.join(map(str, args.pitches))} names a pitch twice")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # found before the rendering
+        raise SoundspaceError(f"--out {args.out} exists and is not a folder; choose another --out")
     preset = check_preset(args.soundfont, args.program, args.bank)
     with tqdm(
         total=len(args.pitches),
@@ -329,7 +328,7 @@ def cmd_inputs(args) -> None:
             args.pitches,
             args.length,
             args.name,
-            _out_dir(args.out),
+            args.out,  # made once every note is rendered
             velocity=args.velocity,
             progress=lambda pitch: bar.update(),
         )
