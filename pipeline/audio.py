@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError
+from . import SoundspaceError, signals
 from .files import atomic_write
 
 SAMPLE_RATE = 16000
@@ -94,7 +94,10 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    with signals.held():  # libsndfile calls back into Python for a file in memory
+        soundfile.write(
+            buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV"
+        )
     return buffer.getvalue()
 
 

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError
+from . import SoundspaceError, signals
 from .files import made_folder
 
 
@@ -699,15 +698,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C stops it (the
-    backends' Ctrl-C handling, stopping jobs and tasks, runs for it too)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated
-
-
 def main(argv=None) -> int:
     from .files import describe
 
@@ -718,18 +708,15 @@ def main(argv=None) -> int:
         else ""
     )
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (main() called from a program's thread)
-        previous = None
-    try:
-        args.func(args)
+        with signals.as_exceptions():
+            args.func(args)
     except SoundspaceError as error:
         print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"soundspace {args.command}: error: {describe(error)}", file=sys.stderr)
         return 2
-    except Terminated:
+    except signals.Terminated:
         print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
@@ -744,9 +731,6 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

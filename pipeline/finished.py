@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from . import SoundspaceError
+from . import SoundspaceError, signals
 from .audio import SAMPLE_RATE
 from .config import LibraryConfig, SpaceConfig
 from .files import FolderLock, inside
@@ -154,7 +154,8 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
             "restore it, and save edited sounds under other names"
         )
     try:
-        audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+        with signals.held():  # libsndfile calls back into Python for a file in memory
+            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
     except RuntimeError as error:
         raise SoundspaceError(f"cannot read {cell.path} as audio ({error})") from None
     if rate != SAMPLE_RATE or audio.shape[1] != 1 or len(audio) != cell.samples:
