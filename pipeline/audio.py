@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError, signals
+from . import SoundspaceError, signals, warn
 from .files import atomic_write
 
 SAMPLE_RATE = 16000
@@ -40,10 +39,9 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, AIFF or MP3"
         ) from None
     if promised is not None and promised > len(data):
-        print(
-            f"soundspace: warning: {path}: its header promises {promised} samples but the file "
-            f"holds {len(data)} (cut short?); using the {len(data)} it holds",
-            file=sys.stderr,
+        warn(
+            f"{path}: its header promises {promised} samples but the file "
+            f"holds {len(data)} (cut short?); using the {len(data)} it holds"
         )
     if data.size == 0:
         raise SoundspaceError(f"{path} holds no audio samples")

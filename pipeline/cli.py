@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError, signals
+from . import SoundspaceError, printable, signals
 from .files import made_folder
 
 
@@ -317,7 +317,7 @@ def cmd_inputs(args) -> None:
     with tqdm(
         total=len(args.pitches),
         unit="note",
-        desc=f"rendering {args.name} ({preset})",
+        desc=f"rendering {args.name} ({printable(preset)})",
         file=sys.stderr,
     ) as bar:
         written = render_notes(
@@ -400,6 +400,23 @@ def _batch(text: str) -> int:
     return value
 
 
+# A page holding more than this in sounds is more than a browser opens comfortably.
+MAX_EMBED_MB = 2000
+
+
+def _embed_megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_EMBED_MB:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the size in MB from 0 to {MAX_EMBED_MB} (0 leaves every sound out "
+            "of the page, to be played over soundspace serve)"
+        )
+    return value
+
+
 def _midi_number(option: str, low: int = 0):
     def parse(text: str) -> int:
         try:
@@ -426,8 +443,18 @@ def _sound_name(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line too, with where to look (not the usage block,
+    which buried the line that says what is wrong)."""
+
+    def error(self, message: str):
+        self.exit(
+            2, f"{self.prog}: error: {printable(message)}; `{self.prog} --help` lists the options\n"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
+    parser = _Parser(prog="soundspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
@@ -480,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--embed-max-mb",
-        type=float,
+        type=_embed_megabytes,
         default=8.0,
         help="sounds go into the page (to play from file://) only up to this size; "
         "above it the page fetches them over soundspace serve",
@@ -711,10 +738,10 @@ def main(argv=None) -> int:
         with signals.as_exceptions():
             args.func(args)
     except SoundspaceError as error:
-        print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
+        print(f"soundspace {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"soundspace {args.command}: error: {describe(error)}", file=sys.stderr)
+        print(f"soundspace {args.command}: error: {printable(describe(error))}", file=sys.stderr)
         return 2
     except signals.Terminated:
         print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)
@@ -726,7 +753,8 @@ def main(argv=None) -> int:
         if os.environ.get("SOUNDSPACE_DEBUG"):
             raise
         print(
-            f"soundspace {args.command}: internal error: {type(error).__name__}: {error} "
+            f"soundspace {args.command}: internal error: {type(error).__name__}: "
+            f"{printable(str(error))} "
             "(please report it; SOUNDSPACE_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )

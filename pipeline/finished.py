@@ -156,8 +156,11 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
     try:
         with signals.held():  # libsndfile calls back into Python for a file in memory
             audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
-    except RuntimeError as error:
-        raise SoundspaceError(f"cannot read {cell.path} as audio ({error})") from None
+    except RuntimeError as error:  # libsndfile's reason comes last, after an object's repr
+        raise SoundspaceError(
+            f"cannot read {cell.path} as audio ({str(error).rsplit(': ', 1)[-1]}); run the "
+            "same generate command again to make it again"
+        ) from None
     if rate != SAMPLE_RATE or audio.shape[1] != 1 or len(audio) != cell.samples:
         raise SoundspaceError(f"{cell.path} is not 16 kHz mono of {cell.samples} samples")
     return data, audio[:, 0]

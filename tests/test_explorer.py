@@ -484,3 +484,24 @@ def test_pictures_are_mel_spectrograms():
     assert picture.shape[0] == 64
     assert picture[:, 50].argmax() == np.argmin(abs(centres - 1000))  # 1 kHz lands in its band
     assert -1 < picture[:, 50].max() < 1 and picture[:5, 50].max() < -60
+
+
+def test_explore_of_a_cell_that_is_not_audio_is_one_line(local_test_space, tmp_path, capsys):
+    """Issue 34, item 5: a cell replaced by other bytes, its manifest's sha256 changed to match,
+    ended with the repr of a Python object in its line (or as an internal error before #29)."""
+    import hashlib
+
+    space = tmp_path / "space"
+    shutil.copytree(local_test_space.space_dir, space)
+    garbage = bytes(range(256)) * 4
+    (space / "x01_y01.wav").write_bytes(garbage)
+    manifest = json.loads((space / "manifest.json").read_text())
+    for cell in manifest["cells"]:
+        if cell["name"] == "x01_y01":
+            cell["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (space / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["explore", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0x" not in err and "internal error" not in err, err
+    assert f"cannot read {space / 'x01_y01.wav'} as audio (" in err
+    assert "run the same generate command again" in err
