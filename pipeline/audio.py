@@ -13,12 +13,11 @@ from __future__ import annotations
 import io
 import re
 import stat
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError
+from . import SoundspaceError, signals, warn
 from .files import atomic_write
 
 SAMPLE_RATE = 16000
@@ -47,10 +46,9 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             f"cannot read {path} as audio ({error}); use WAV, FLAC, OGG, AIFF or MP3"
         ) from None
     if promised is not None and promised > len(data):
-        print(
-            f"soundspace: warning: {path}: its header promises {promised} samples but the file "
-            f"holds {len(data)} (cut short?); using the {len(data)} it holds",
-            file=sys.stderr,
+        warn(
+            f"{path}: its header promises {promised} samples but the file "
+            f"holds {len(data)} (cut short?); using the {len(data)} it holds"
         )
     if data.size == 0:
         raise SoundspaceError(f"{path} holds no audio samples")
@@ -58,11 +56,7 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise SoundspaceError(f"{path} holds NaN or infinite samples")
     peak = float(np.abs(data).max())
     if peak > 1.0:  # only a float file can hold these; clipping would square its waves off
-        print(
-            f"soundspace: warning: {path}: its samples reach {peak:g}, beyond -1..1; "
-            f"scaled down by {peak:g} to peak 1",
-            file=sys.stderr,
-        )
+        warn(f"{path}: its samples reach {peak:g}, beyond -1..1; scaled down by {peak:g} to peak 1")
         data /= peak
     mono = data.mean(axis=1)
     _not_cancelled(mono, data, path)
@@ -153,7 +147,10 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    with signals.held():  # libsndfile calls back into Python for a file in memory
+        soundfile.write(
+            buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV"
+        )
     return buffer.getvalue()
 
 

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -21,15 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError
-
-
-def _out_dir(path) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise SoundspaceError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+from . import SoundspaceError, printable, signals
+from .files import made_folder
 
 
 def _unique_stems(paths) -> None:
@@ -133,7 +125,8 @@ def cmd_convert(args) -> None:
         )
     except SoundspaceError as error:
         raise SoundspaceError(f"{args.checkpoint}: {error}") from None
-    checkpoint.save_model(weights, config, _out_dir(out), source)
+    with made_folder(out):
+        checkpoint.save_model(weights, config, out, source)
     print(
         f"converted {source['checkpoint']} (step {source['global_step']}): {len(weights)} "
         f"variables, {sum(v.size for v in weights.values()):,} parameters, "
@@ -156,11 +149,13 @@ def cmd_encode(args) -> None:
     _unique_stems(args.inputs)
     sounds = {p: load_audio(p) for p in args.inputs}
     model = NSynth.load(args.model, device=args.device)
-    out = _out_dir(args.out)
     by_length = defaultdict(list)
     for path, audio in sounds.items():
         by_length[len(audio)].append(path)
-    with tqdm(total=len(sounds), unit="sound", desc="encoding") as bar:
+    with (
+        made_folder(args.out) as out,
+        tqdm(total=len(sounds), unit="sound", desc="encoding") as bar,
+    ):
         for paths in by_length.values():
             embeddings = model.encode(
                 np.stack([sounds[p] for p in paths]), drop_partial=not args.keep_partial_frame
@@ -206,24 +201,24 @@ def cmd_decode(args) -> None:
     _unique_stems(args.inputs)
     model = NSynth.load(args.model, device=args.device)
     embeddings = [_load_embedding(p, model.config.bottleneck) for p in args.inputs]
-    out = _out_dir(args.out)
     # Sound i draws its noise from (seed, i) whatever batch it lands in. Frame counts come from
     # the files; sounds of equal length are decoded together, `--batch` at a time.
     by_frames = defaultdict(list)
     for i, embedding in enumerate(embeddings):
         by_frames[len(embedding)].append(i)
     start = time.perf_counter()
-    for indices in by_frames.values():
-        for b0 in range(0, len(indices), args.batch or len(indices)):
-            chunk = indices[b0 : b0 + (args.batch or len(indices))]
-            audio = model.generate(
-                np.stack([embeddings[i] for i in chunk]),
-                seed=[[args.seed, i] for i in chunk],
-                temperature=args.temperature,
-                math=args.math,
-            )
-            for i, sound in zip(chunk, audio, strict=True):
-                write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
+    with made_folder(args.out) as out:
+        for indices in by_frames.values():
+            for b0 in range(0, len(indices), args.batch or len(indices)):
+                chunk = indices[b0 : b0 + (args.batch or len(indices))]
+                audio = model.generate(
+                    np.stack([embeddings[i] for i in chunk]),
+                    seed=[[args.seed, i] for i in chunk],
+                    temperature=args.temperature,
+                    math=args.math,
+                )
+                for i, sound in zip(chunk, audio, strict=True):
+                    write_wav(out / f"{Path(args.inputs[i]).stem}.wav", sound)
     seconds = sum(len(e) for e in embeddings) * model.config.hop / 16000
     print(
         f"decoded {len(embeddings)} sound(s), {seconds:.1f} s of audio, in "
@@ -296,16 +291,17 @@ def cmd_train(args) -> None:
         self_feed=args.self_feed,
         self_feed_from=args.self_feed_from,
     )
-    out = train(
-        sounds,
-        args.out,
-        config=config,
-        init=init,
-        options=options,
-        device=args.device,
-        compile=args.compile,
-        overwrite=args.overwrite,
-    )
+    with made_folder(args.out):
+        out = train(
+            sounds,
+            args.out,
+            config=config,
+            init=init,
+            options=options,
+            device=args.device,
+            compile=args.compile,
+            overwrite=args.overwrite,
+        )
     print(f"trained on {len(sounds)} sound(s); model folder: {out}/")
 
 
@@ -320,11 +316,13 @@ def cmd_inputs(args) -> None:
         )
     if len(set(args.pitches)) < len(args.pitches):
         raise SoundspaceError(f"--pitches {' '.join(map(str, args.pitches))} names a pitch twice")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # found before the rendering
+        raise SoundspaceError(f"--out {args.out} exists and is not a folder; choose another --out")
     preset = check_preset(args.soundfont, args.program, args.bank)
     with tqdm(
         total=len(args.pitches),
         unit="note",
-        desc=f"rendering {args.name} ({preset})",
+        desc=f"rendering {args.name} ({printable(preset)})",
         file=sys.stderr,
     ) as bar:
         written = render_notes(
@@ -334,7 +332,7 @@ def cmd_inputs(args) -> None:
             args.pitches,
             args.length,
             args.name,
-            _out_dir(args.out),
+            args.out,  # made once every note is rendered
             velocity=args.velocity,
             progress=lambda pitch: bar.update(),
         )
@@ -407,6 +405,23 @@ def _batch(text: str) -> int:
     return value
 
 
+# A page holding more than this in sounds is more than a browser opens comfortably.
+MAX_EMBED_MB = 2000
+
+
+def _embed_megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_EMBED_MB:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the size in MB from 0 to {MAX_EMBED_MB} (0 leaves every sound out "
+            "of the page, to be played over soundspace serve)"
+        )
+    return value
+
+
 def _midi_number(option: str, low: int = 0, high: int = 127):
     def parse(text: str) -> int:
         try:
@@ -433,8 +448,18 @@ def _sound_name(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line too, with where to look (not the usage block,
+    which buried the line that says what is wrong)."""
+
+    def error(self, message: str):
+        self.exit(
+            2, f"{self.prog}: error: {printable(message)}; `{self.prog} --help` lists the options\n"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundspace", description=__doc__)
+    parser = _Parser(prog="soundspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
@@ -487,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--embed-max-mb",
-        type=float,
+        type=_embed_megabytes,
         default=8.0,
         help="sounds go into the page (to play from file://) only up to this size; "
         "above it the page fetches them over soundspace serve",
@@ -710,15 +735,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C stops it (the
-    backends' Ctrl-C handling, stopping jobs and tasks, runs for it too)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated
-
-
 def main(argv=None) -> int:
     from .files import describe
 
@@ -729,20 +745,18 @@ def main(argv=None) -> int:
         else ""
     )
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (main() called from a program's thread)
-        previous = None
-    try:
-        args.func(args)
+        with signals.as_exceptions():
+            args.func(args)
     except SoundspaceError as error:
-        print(f"soundspace {args.command}: error: {error}", file=sys.stderr)
+        print(f"soundspace {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:
         # The advice names the option that says where this command writes.
         out = "--output" if args.command == "generate" else "--out" if "out" in args else "folder"
-        print(f"soundspace {args.command}: error: {describe(error, out=out)}", file=sys.stderr)
+        line = printable(describe(error, out=out))
+        print(f"soundspace {args.command}: error: {line}", file=sys.stderr)
         return 2
-    except Terminated:
+    except signals.Terminated:
         print(f"soundspace {args.command}: stopped by SIGTERM{kept}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
@@ -752,14 +766,12 @@ def main(argv=None) -> int:
         if os.environ.get("SOUNDSPACE_DEBUG"):
             raise
         print(
-            f"soundspace {args.command}: internal error: {type(error).__name__}: {error} "
+            f"soundspace {args.command}: internal error: {type(error).__name__}: "
+            f"{printable(str(error))} "
             "(please report it; SOUNDSPACE_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         return 2
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -218,6 +218,38 @@ def atomic_folder(path, keep_existing: bool = False):
         raise
 
 
+def first_missing(path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (`path` itself when only it is
+    missing), or None: what making `path` would create."""
+    path, missing = Path(path), None
+    while not os.path.lexists(path) and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+@contextmanager
+def made_folder(path):
+    """Make the output folder `path` (and its missing parents) for the block; if the block fails
+    or is interrupted, remove again those it made that are still empty: a failed command leaves
+    no empty folder behind, but never removes a file it wrote."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SoundspaceError(f"--out {path} exists and is not a folder; choose another --out")
+    top = first_missing(path)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if top is not None:
+            made = [path, *path.parents]
+            for folder in made[: made.index(top) + 1]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # not empty: what is in it stays
+        raise
+
+
 def is_temp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
@@ -269,6 +301,9 @@ def _names_a_live_process(line: str) -> bool:
     return True
 
 
+_HELD_HERE: set[str] = set()  # the locks this process holds (a second flock of its own would fail)
+
+
 class FolderLock:
     """An exclusive lock on a folder (`flock` on a file in it), held by one process at a time and
     released by the kernel when that process ends, even by `kill -9`. The file names the holder,
@@ -296,6 +331,23 @@ class FolderLock:
                 return "another process"
             time.sleep(0.01)
 
+    def held_elsewhere(self) -> str | None:
+        """Who holds the lock now (see `holder`), or None when no process does: a reader's
+        question, which neither creates the file nor keeps the lock."""
+        if os.path.realpath(self.path) in _HELD_HERE:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None  # no lock file (or not one of ours): nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder()
+        finally:
+            os.close(fd)  # closing drops a lock taken just to ask
+        return None
+
     def acquire(self, wait: bool = False, log=print) -> FolderLock:
         self.file = file = open_own(self.path, "a+")
         try:
@@ -316,11 +368,13 @@ class FolderLock:
         file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
         file.flush()
         self.held = True
+        _HELD_HERE.add(os.path.realpath(self.path))
         return self
 
     def release(self) -> None:
         if self.file is not None:
             if self.held:  # leave no name behind for the next run to report
+                _HELD_HERE.discard(os.path.realpath(self.path))
                 try:
                     self.file.truncate(0)
                     self.file.flush()

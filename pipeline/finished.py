@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from . import SoundspaceError
+from . import SoundspaceError, signals
 from .audio import SAMPLE_RATE
 from .config import LibraryConfig, SpaceConfig
-from .files import DuplicateKey, inside, parse_json
+from .files import DuplicateKey, FolderLock, inside, parse_json
 from .library import mix_of
 from .output import FORMAT as SPACE_FORMAT
-from .output import MANIFEST, cell_wav
+from .output import LOCK, MANIFEST, cell_wav
+from .pads import DECODES, LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
 from .pads import FORMAT as LIBRARY_FORMAT
-from .pads import LIBRARY_MANIFEST, PAD_FORMAT, PAD_MANIFEST, cell_file
 from .space import CELL_NAME, LINE
 from .space import cells as grid_cells
 
@@ -157,9 +157,13 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
             "restore it, and save edited sounds under other names"
         )
     try:
-        audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
-    except RuntimeError as error:
-        raise SoundspaceError(f"cannot read {cell.path} as audio ({error})") from None
+        with signals.held():  # libsndfile calls back into Python for a file in memory
+            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    except RuntimeError as error:  # libsndfile's reason comes last, after an object's repr
+        raise SoundspaceError(
+            f"cannot read {cell.path} as audio ({str(error).rsplit(': ', 1)[-1]}); run the "
+            "same generate command again to make it again"
+        ) from None
     if rate != SAMPLE_RATE or audio.shape[1] != 1 or len(audio) != cell.samples:
         raise SoundspaceError(f"{cell.path} is not 16 kHz mono of {cell.samples} samples")
     return data, audio[:, 0]
@@ -179,9 +183,21 @@ def _json(path: Path) -> dict:
     return data
 
 
-def _finished(manifest: dict, path: Path, page_pending: bool) -> None:
+def _finished(manifest: dict, path: Path, page_pending: bool, lock: Path) -> None:
     """The run is complete or, for the page writer (`page_pending`), lacks only its page: the
-    run writes the page from what this reads, just before it says complete."""
+    run writes the page from what this reads, just before it says complete. `running` is true
+    only while a run holds the folder's `lock`; a run killed outright (`kill -9`, a power loss)
+    leaves it said, and then the folder is incomplete."""
+    if manifest.get("status") == "running":
+        holder = FolderLock(lock, "").held_elsewhere()
+        if holder is not None:
+            raise SoundspaceError(
+                f"{path.parent} is being written by {holder} now; wait for that run to end"
+            )
+        raise SoundspaceError(
+            f"{path} says 'running', but no run holds the folder (its run was killed): it is "
+            "incomplete; run the same generate command again to finish it"
+        )
     missing = manifest.get("missing")
     only_page = (
         isinstance(missing, dict)
@@ -344,7 +360,7 @@ def _instrument(name: str, label: str | None) -> Instrument:
 
 def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) -> Finished:
     path = folder / MANIFEST
-    _finished(manifest, path, page_pending)
+    _finished(manifest, path, page_pending, folder / LOCK)
     space = _config(SpaceConfig, manifest.get("space"), path)
     pitches = _pitch(pitch)
     corners = tuple(
@@ -376,7 +392,7 @@ def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
             f"{path} is not a library manifest ({LIBRARY_FORMAT}); give a "
             "folder that soundspace generate wrote"
         )
-    _finished(manifest, path, page_pending)
+    _finished(manifest, path, page_pending, folder / DECODES / LOCK)
     library = _config(LibraryConfig, manifest.get("library"), path)
     if library.pitches is not None and pitch is not None:
         raise SoundspaceError(

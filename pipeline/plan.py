@@ -25,7 +25,7 @@ import numpy as np
 
 from . import SoundspaceError, files, output
 from .config import LibraryConfig, load_workflow, model_folder
-from .files import megabytes
+from .files import megabytes, real_folder
 from .shards import ShardSpec
 from .shards import plan as split
 
@@ -212,8 +212,7 @@ def check_writable(plan: Plan, needed: int) -> None:
     """Before the decode: every folder the run writes takes a file, no folder stands where a file
     goes, and the disk has about the room the rest of the run needs."""
     for folder in plan.folders:
-        path = plan.store / folder
-        path.mkdir(parents=True, exist_ok=True)
+        path = plan.store if folder == Path(".") else real_folder(plan.store, folder.as_posix())
         probe = files.temp_path(path / "write-test")
         probe.open("wb").close()
         probe.unlink()

@@ -71,13 +71,14 @@ class Run:
     from."""
 
     def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool, datasets):
-        self.watch, self.decoded = Stopwatch(), 0
+        self.watch, self.decoded, self.running = Stopwatch(), 0, False
         self.inside_decode: dict[str, float] = {}  # summed over shards: decode, post-process, write
         with self.watch("configuration"):
             space, folder = load_space(dataset)
             workflow, model_dir, root = setup(
                 space, folder, workflow_path, output_dir, [folder, *datasets]
             )
+        self.folder = root / space.name  # the space's or library's folder
         self.planner: Planner
         if isinstance(space, LibraryConfig):
             self.planner = LibraryPlanner(
@@ -91,19 +92,37 @@ class Run:
         self.planner.prepare(self.watch)
 
     def plan(self, locks: ExitStack, wait: bool, pictures: bool, log) -> None:
+        self.made = files.first_missing(self.folder)  # what this run creates, if anything
         with self.watch("plan"):
             self.plan_ = plan = self.planner.plan(locks, wait, log, pictures)
-            self.records = finished_records(plan.store, plan.points)
-            self.todo = {
-                spec.index: [
-                    i
-                    for i, point in enumerate(spec.points)
-                    if any(name not in self.records for name in point["cells"])
-                ]
-                for spec in plan.shards
-            }
-            check_writable(plan, self.bytes_left(pictures))
+            try:
+                self.records = finished_records(plan.store, plan.points)
+                self.todo = {
+                    spec.index: [
+                        i
+                        for i, point in enumerate(spec.points)
+                        if any(name not in self.records for name in point["cells"])
+                    ]
+                    for spec in plan.shards
+                }
+                check_writable(plan, self.bytes_left(pictures))
+            except BaseException:
+                self.abandon()
+                raise
         self.save("running")
+        self.running = True
+
+    def abandon(self) -> None:
+        """A check refused the run (or it was stopped) before the decode. A folder it created
+        goes again, whole (it holds the lock: nothing else wrote there); an earlier space or
+        library it has changed (cells of an older plan removed) is saved as `incomplete`."""
+        if self.made is not None:
+            shutil.rmtree(self.made, ignore_errors=True)
+        elif self.running or (hasattr(self, "records") and self.left()):
+            try:
+                self.save_unfinished()
+            except OSError:
+                pass  # the refusal is what the user needs to hear
 
     def tasks(self) -> list:
         """(shard with only its points left to make, store) for every shard with work left."""
@@ -225,8 +244,13 @@ def generate_spaces(
             "their spaces would share a folder: rename one"
         )
     with ExitStack() as locks:
-        for run in runs:
-            run.plan(locks, wait, pictures, log)
+        for n, run in enumerate(runs):
+            try:
+                run.plan(locks, wait, pictures, log)
+            except BaseException:
+                for planned in runs[:n]:  # refused together: none is left `running`
+                    planned.abandon()
+                raise
         try:
             decode_seconds = _decode(runs, progress)
         except OSError as error:

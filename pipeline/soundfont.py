@@ -27,6 +27,7 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE, SILENCE_PEAK, write_wav
+from .files import made_folder
 
 PEAK = 0.7
 VELOCITY = 100
@@ -234,6 +235,5 @@ def render_notes(
         notes[pitch] = render_note(path, program, bank, pitch, seconds, velocity)
         if progress:
             progress(pitch)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [write_wav(out / f"{name}_{pitch}.wav", audio) for pitch, audio in notes.items()]
+    with made_folder(out_dir) as out:
+        return [write_wav(out / f"{name}_{pitch}.wav", audio) for pitch, audio in notes.items()]

@@ -91,7 +91,7 @@ def test_error_messages(tmp_path, capsys):
     main(["convert", "--checkpoint", str(tmp_path / "broken"), "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert "missing variable(s): cond_map_4/biases" in err
-    assert "res_2/W: expected shape [1, 1, 8, 8], found [1, 1, 8, 9]" in err
+    assert "the first res_2/W: expected [1, 1, 8, 8], found [1, 1, 8, 9]" in err
 
     assert main(["convert", "--checkpoint", str(tmp_path / "nope" / "model.ckpt-5"), "--out", str(tmp_path / "m")]) == 2
     assert "no TensorFlow checkpoint at" in capsys.readouterr().err

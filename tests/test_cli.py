@@ -141,6 +141,72 @@ def test_values_out_of_range_are_one_line_not_an_internal_error(tmp_path, capsys
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "-1", "many"])
+def test_explore_embed_max_mb_takes_a_size(tmp_path, capsys, value):
+    """Issue 34, item 5: nan, inf and 1e308 ended in an internal error."""
+    with pytest.raises(SystemExit) as ended:
+        main(["explore", str(tmp_path), "--embed-max-mb", value])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage" not in err, err
+    assert err.startswith(f"soundspace explore: error: argument --embed-max-mb: '{value}': give "
+                          "the size in MB from 0 to 2000")
+
+
+@pytest.mark.parametrize("args", [["decode", "z.npy", "--model", "m", "--out", "o", "--batch", "-1"],
+                                  ["export", "--format", "onss", "s", "--out", "o", "--pitch", "200"],
+                                  ["decode", "z.npy"]])
+def test_a_mistake_on_the_command_line_is_one_line_without_the_usage_block(capsys, args):
+    """Issue 34, item 5: argparse printed its usage block before the line saying what is wrong."""
+    with pytest.raises(SystemExit) as ended:
+        main(args)
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not err.startswith("usage"), err
+    assert err.startswith(f"soundspace {args[0]}: error: ")
+    assert err.endswith(f"; `soundspace {args[0]} --help` lists the options\n")
+
+
+def test_a_model_json_that_disagrees_with_its_weights_is_one_line(tmp_path, capsys):
+    """Issue 34, item 5: 144 lines, one per variable. A decoder of width 48 instead of 32 changes
+    7 variables in each of the 20 layers (dilatedconv W and biases, cond_map W and biases, res W
+    and biases, skip W) and 3 more (startconv W and biases, skip_start W): 143."""
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(DEMO_MODEL, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["config"]["width"] = 48
+    (model / "model.json").write_text(json.dumps(meta))
+    np.save(tmp_path / "z.npy", np.zeros((2, 16), np.float32))
+    assert main(["decode", str(tmp_path / "z.npy"), "--model", str(model), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{model}: the weights do not form an NSynth model of size decoder 20 layers x 48" in err
+    assert "143 variable(s) of another shape, the first cond_map_1/W: expected [1, 1, 16, 96], " \
+        "found [1, 1, 16, 64]" in err
+    assert "convert or copy the model again" in err
+
+
+def test_control_characters_from_a_file_are_escaped_in_messages(tmp_path, capsys):
+    """Issue 34, item 5: a file name in space.json reached the terminal raw (an escape sequence
+    recolours it, a bell rings, a newline breaks the one line)."""
+    import json
+
+    from .pipeline_helpers import dataset, workflow
+
+    data = dataset(tmp_path / "d", labels=("LEFT", "RIGHT"))
+    space = json.loads((data / "space.json").read_text())
+    space["sounds"]["LEFT"]["file"] = "bass\x1b[31m\x07\n.wav"
+    (data / "space.json").write_text(json.dumps(space))
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\x07" not in err, repr(err)
+    assert "bass\\x1b[31m\\x07\\n.wav" in err
+
+
 @pytest.mark.parametrize("values", [np.zeros((2, 16), np.complex64) + 1j,
                                     np.zeros((2, 16), bool)])
 def test_decode_refuses_an_embedding_that_is_not_real_numbers(tiny_model_dir, tmp_path, capsys,

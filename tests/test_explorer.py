@@ -309,6 +309,137 @@ def test_library_page_from_file(test_library):
         driver.quit()
 
 
+# Records every AudioBufferSourceNode started, as {start, stop} on its context's clock (stop null
+# until one is scheduled), in window.sources: what really sounds, whatever the page says.
+SOURCES = """(() => {
+  window.sources = [];
+  const proto = AudioBufferSourceNode.prototype, start = proto.start, stop = proto.stop;
+  const records = new WeakMap();
+  proto.start = function (when = 0, ...rest) {
+    const record = { start: when, stop: null };
+    records.set(this, record);
+    window.sources.push(record);
+    return start.call(this, when, ...rest);
+  };
+  proto.stop = function (when = 0) {
+    records.get(this).stop = when;
+    return stop.call(this, when);
+  };
+})();"""
+
+
+@pytest.mark.browser
+def test_a_note_released_before_its_sound_arrives_sounds_as_the_tap_it_was(test_library):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from .servers.late_sounds import LateSounds
+
+    assert main(["explore", str(test_library), "--embed-max-mb", "0"]) == 0  # sounds over serve
+    server = Served(test_library)
+    late = LateSounds(server.url)
+    driver = chromium()
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SOURCES})
+    pad = "bass_guitar_keyboard_organ"
+    sources = "return window.sources"
+
+    def before_its_sound(path, actions):
+        """Plays `actions` while `path` is on its way: the page asks for it and nothing sounds."""
+        wait_for(driver, "return window.explorer.loading", 0)
+        late.arrive.clear()
+        count = len(driver.execute_script(sources))
+        actions.perform()
+        deadline = time.monotonic() + 10
+        while path not in late.asked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path in late.asked
+        time.sleep(0.3)
+        assert len(driver.execute_script(sources)) == count
+        late.arrive.set()
+        wait_for(driver, "return window.sources.length", count + 1)
+        time.sleep(0.3)  # and no second sound follows
+        assert len(driver.execute_script(sources)) == count + 1
+        return driver.execute_script(sources)[-1]
+
+    try:
+        driver.get(late.url)
+        wait_for(driver, "return window.explorer.pad", pad)
+        driver.find_element(By.ID, "loop").click()  # a held note would loop until released
+
+        # Two quick taps on C3 before its sound arrives: one short note once it has (its attack,
+        # as long as it was held, a 0.15 s release), not two, not one that loops on.
+        tap = before_its_sound(f"{pad}/p48/x00_y00.wav",
+                               ActionChains(driver).key_down("a").key_up("a").key_down("a").key_up("a"))
+        assert tap["stop"] is not None and 0.15 < tap["stop"] - tap["start"] < 0.5, tap
+        assert voices(driver) == []
+
+        # A3 (-> G3) pressed and still held when its sound arrives: it sounds until released.
+        held = before_its_sound(f"{pad}/p55/x00_y00.wav", ActionChains(driver).key_down("h"))
+        assert held["stop"] is None and [v["note"] for v in voices(driver)] == [57]
+        time.sleep(0.3)
+        assert driver.execute_script(sources)[-1]["stop"] is None
+        ActionChains(driver).key_up("h").perform()
+        wait_for(driver, "return window.sources[window.sources.length - 1].stop !== null", True)
+
+        # Tapped, then pressed again and held, on a new cell: the press that is still down sounds,
+        # once, until released.
+        ActionChains(driver).key_down(Keys.ARROW_RIGHT).key_up(Keys.ARROW_RIGHT).key_down(
+            Keys.ARROW_RIGHT).key_up(Keys.ARROW_RIGHT).perform()
+        held = before_its_sound(f"{pad}/p55/x02_y00.wav",
+                                ActionChains(driver).key_down("h").key_up("h").key_down("h"))
+        assert held["stop"] is None and [v["note"] for v in voices(driver)] == [57]
+        ActionChains(driver).key_up("h").perform()
+        wait_for(driver, "return window.sources[window.sources.length - 1].stop !== null", True)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+        late.close()
+        server.close()
+
+
+@pytest.mark.browser
+def test_choosing_an_instrument_gives_the_keyboard_back_to_the_notes(test_library):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    assert main(["explore", str(test_library)]) == 0  # sounds in the page
+    driver = chromium()
+
+    def plays_and_moves(pad):
+        """F, T, E and H play notes on `pad` and the arrows move the cell; the selectors stay."""
+        corners = "return [...document.querySelectorAll('select')].map(s => s.value).join()"
+        chosen = driver.execute_script(corners)
+        for key, note in zip("fteh", (53, 54, 51, 57), strict=True):
+            ActionChains(driver).key_down(key).perform()
+            wait_for(driver, "return window.explorer.active().filter(v => v.playing).length", 1)
+            assert [(v["note"], v["path"].split("/")[0]) for v in voices(driver)] == [(note, pad)]
+            ActionChains(driver).key_up(key).perform()
+            wait_for(driver, "return window.explorer.active().length", 0)
+        start = driver.execute_script("return [window.explorer.column, window.explorer.row]")
+        ActionChains(driver).key_down(Keys.ARROW_RIGHT).key_up(Keys.ARROW_RIGHT).key_down(
+            Keys.ARROW_DOWN).key_up(Keys.ARROW_DOWN).perform()
+        assert driver.execute_script("return [window.explorer.column, window.explorer.row]") == \
+            [min(start[0] + 1, 2), min(start[1] + 1, 2)]
+        assert driver.execute_script(corners) == chosen
+
+    try:
+        driver.get((test_library / "index.html").as_uri())
+        wait_for(driver, "return window.explorer.pad", "bass_guitar_keyboard_organ")
+        # Chosen with the pointer, then with the keyboard (on the corner, up to the sound above).
+        Select(driver.find_element(By.ID, "corner-NW")).select_by_visible_text("Trumpet")
+        wait_for(driver, "return window.explorer.pad", "trumpet_guitar_keyboard_organ")
+        plays_and_moves("trumpet_guitar_keyboard_organ")
+        driver.find_element(By.ID, "corner-NW").send_keys(Keys.ARROW_UP)
+        wait_for(driver, "return window.explorer.pad", "bass_guitar_keyboard_organ")
+        plays_and_moves("bass_guitar_keyboard_organ")
+    finally:
+        driver.quit()
+
+
 @pytest.mark.browser
 def test_a_space_above_the_page_bound_is_fetched_over_serve(test_space, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
@@ -353,3 +484,24 @@ def test_pictures_are_mel_spectrograms():
     assert picture.shape[0] == 64
     assert picture[:, 50].argmax() == np.argmin(abs(centres - 1000))  # 1 kHz lands in its band
     assert -1 < picture[:, 50].max() < 1 and picture[:5, 50].max() < -60
+
+
+def test_explore_of_a_cell_that_is_not_audio_is_one_line(local_test_space, tmp_path, capsys):
+    """Issue 34, item 5: a cell replaced by other bytes, its manifest's sha256 changed to match,
+    ended with the repr of a Python object in its line (or as an internal error before #29)."""
+    import hashlib
+
+    space = tmp_path / "space"
+    shutil.copytree(local_test_space.space_dir, space)
+    garbage = bytes(range(256)) * 4
+    (space / "x01_y01.wav").write_bytes(garbage)
+    manifest = json.loads((space / "manifest.json").read_text())
+    for cell in manifest["cells"]:
+        if cell["name"] == "x01_y01":
+            cell["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (space / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["explore", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0x" not in err and "internal error" not in err, err
+    assert f"cannot read {space / 'x01_y01.wav'} as audio (" in err
+    assert "run the same generate command again" in err

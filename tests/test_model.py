@@ -44,7 +44,8 @@ def test_shape_errors_name_the_variable_and_both_shapes():
     with pytest.raises(SoundspaceError) as error:
         ModelConfig.from_shapes(shapes, stages=4, ae_stages=3)
     message = str(error.value)
-    assert "res_3/W: expected shape [1, 1, 16, 16], found [1, 1, 16, 17]" in message
+    assert "1 variable(s) of another shape, the first res_3/W: expected [1, 1, 16, 16], found " \
+        "[1, 1, 16, 17]" in message and "\n" not in message
     assert "missing variable(s): cond_map_2/biases" in message
     assert "unexpected variable(s): mystery/W" in message
 

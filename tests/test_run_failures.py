@@ -6,6 +6,7 @@ that is not writable is met by a run as the unprivileged user `nobody`, a killed
 killed with SIGKILL. Those need root (CI and the development machines run as root); elsewhere
 they skip loudly, and fail under SOUNDSPACE_REQUIRE_ROOT (scripts/test sets it).
 """
+import hashlib
 import json
 import os
 import shutil
@@ -195,7 +196,7 @@ def test_temporary_names_are_unique_to_their_writer(tmp_path):
 
 # --- items 9 and 18: worker processes ----------------------------------------------------------
 
-def test_kill_minus_nine_of_the_parent_leaves_no_process_of_the_run(tmp_path):
+def test_kill_minus_nine_of_the_parent_leaves_no_process_of_the_run(tmp_path, capsys):
     data = slow_space(tmp_path)
     flow = workflow(tmp_path, shard_size=1, decode_batch=1, parallel_shards=2)
     run = subprocess.Popen(command(flow, data), cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -212,6 +213,13 @@ def test_kill_minus_nine_of_the_parent_leaves_no_process_of_the_run(tmp_path):
     done = records(space_dir)
     time.sleep(1)
     assert records(space_dir) == done  # nobody writes into the space any more
+    # Issue 34: the manifest still says `running`, but its holder is gone: the space is read
+    # as incomplete, with what to do
+    assert json.loads((space_dir / "manifest.json").read_text())["status"] == "running"
+    assert main(["explore", str(space_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run holds the folder" in err and "incomplete" in err, err
+    assert "run the same generate command again" in err
 
 
 def test_sigterm_stops_the_run_like_ctrl_c(tmp_path):
@@ -228,6 +236,10 @@ def test_sigterm_stops_the_run_like_ctrl_c(tmp_path):
     wait_for(lambda: not session_processes(run.pid), 5, "the workers to end")
     kept = records(space_dir)
     assert 1 <= len(kept) < 9
+    manifest = json.loads((space_dir / "manifest.json").read_text())  # issue 34: the truth
+    assert manifest["status"] == "incomplete"
+    assert set(manifest["missing"]["cells"]) == {f"x{x:02d}_y{y:02d}" for x in range(3)
+                                                 for y in range(3)} - kept
     again = generate_space(data, flow, progress=False, log=lambda _: None)
     assert again.decoded == 9 - len(kept)
 
@@ -344,7 +356,50 @@ def test_not_enough_free_space_is_refused_before_the_decode(tmp_path, capsys):
                      "--output", str(small)]) == 2
         err = capsys.readouterr().err
         one_line_error(err, "not enough free space", str(small / "space"), "MB is free")
+        assert list(small.iterdir()) == []  # issue 34: the folder it made is gone again
+        # A space folder that was there already is kept, and says what it lacks (never
+        # `running`, which only a run holding its lock may say)
+        (small / "space").mkdir()
+        assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data),
+                     "--output", str(small)]) == 2
+        one_line_error(capsys.readouterr().err, "not enough free space")
+        manifest = json.loads((small / "space" / "manifest.json").read_text())
+        assert manifest["status"] == "incomplete"
+        assert len(manifest["missing"]["cells"]) == 9
         assert not list((small / "space").glob("*.wav"))
+
+
+def test_a_model_whose_embeddings_hold_nan_is_named_and_nothing_is_made(tmp_path, capsys):
+    """Issue 34: refused after the encode, before a folder is made, naming the model."""
+    from safetensors.numpy import load_file, save_file
+
+    from .conftest import DEMO_MODEL
+
+    model = tmp_path / "damaged-model"
+    shutil.copytree(DEMO_MODEL, model)
+    weights = load_file(model / "weights.safetensors")
+    weights["ae_bottleneck/W"] = np.full_like(weights["ae_bottleneck/W"], np.nan)
+    save_file(weights, model / "weights.safetensors")
+    meta = json.loads((model / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
+    (model / "model.json").write_text(json.dumps(meta))
+    data = dataset(tmp_path / "d", length=0.1)
+    flow = workflow(tmp_path, models={"real": str(model), "test": str(model)})
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    one_line_error(capsys.readouterr().err, f"the model {model} gives NaN or infinite embeddings")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_refused_second_dataset_leaves_the_first_neither_made_nor_running(tmp_path, capsys):
+    """Issue 34: two datasets planned together; the second is refused by a check made after the
+    first was planned. The first's new folder goes too (nothing is left `running`)."""
+    first = dataset(tmp_path / "a", length=0.1)
+    second = dataset(tmp_path / "b", length=0.1, name="other")
+    (tmp_path / "out" / "other" / "manifest.json").mkdir(parents=True)  # a folder where a file goes
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(first),
+                 str(second)]) == 2
+    one_line_error(capsys.readouterr().err, "manifest.json is a folder")
+    assert not (tmp_path / "out" / "space").exists()
 
 
 @pytest.mark.root

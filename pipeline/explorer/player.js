@@ -63,15 +63,17 @@ function soundspacePlayer(sounds, key, onLoading) {
     gain.gain.linearRampToValueAtTime(level, now + attack);
     source.connect(gain).connect(context.destination);
     source.start(now);
-    return { source, gain };
+    return { source, gain, level, attack, begun: now };
   };
-  // Fade a voice out over `release` seconds and stop it.
-  player.release = function (voice, release) {
-    const now = player.audio().currentTime;
-    voice.gain.gain.cancelScheduledValues(now);
-    voice.gain.gain.setValueAtTime(voice.gain.gain.value, now);
-    voice.gain.gain.linearRampToValueAtTime(0, now + release);
-    voice.source.stop(now + release + 0.01);
+  // Fade a voice out over `release` seconds, `after` seconds from now, and stop it. Up to then it
+  // stays on its attack's line, computed here: the gain's `value` is only what the audio thread
+  // last rendered, stale for a voice started a moment ago.
+  player.release = function (voice, release, after = 0) {
+    const from = player.audio().currentTime + after, gain = voice.gain.gain;
+    gain.cancelScheduledValues(from);
+    gain.linearRampToValueAtTime(voice.level * Math.min(1, (from - voice.begun) / voice.attack), from);
+    gain.linearRampToValueAtTime(0, from + release);
+    voice.source.stop(from + release + 0.01);
   };
   // Opened from disk with its sounds left out of the page: say how to serve it.
   player.serveHint = function (what, data) {

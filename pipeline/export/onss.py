@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SoundspaceError
+from .. import SoundspaceError, signals
 from ..audio import wav_bytes
 from ..files import megabytes
 from ..finished import Finished, read_cell
@@ -55,7 +55,9 @@ def _int16(audio: np.ndarray) -> np.ndarray:
     """Float samples as the 16-bit values a WAV of them holds (the same rounding as every cell)."""
     import soundfile
 
-    return soundfile.read(io.BytesIO(wav_bytes(audio)), dtype="int16")[0]
+    data = wav_bytes(audio)
+    with signals.held():  # libsndfile calls back into Python for a file in memory
+        return soundfile.read(io.BytesIO(data), dtype="int16")[0]
 
 
 def device_samples(source: Finished, cell, length: int) -> np.ndarray:

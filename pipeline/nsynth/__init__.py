@@ -61,11 +61,14 @@ def _audio_batch(audio, what="audio") -> np.ndarray:
 class NSynth:
     """A loaded model on one device; see the module docstring for the calls."""
 
-    def __init__(self, net: Autoencoder, identity: str, meta: dict | None = None):
+    def __init__(
+        self, net: Autoencoder, identity: str, meta: dict | None = None, source: str = "weights"
+    ):
         self.net = net.eval().requires_grad_(False)
         self.config: ModelConfig = net.config
         self.identity = identity  # of weights and hyper-parameters: the model's name in manifests
         self.meta = meta or {}
+        self.source = source  # where the weights came from, for messages: the model folder
 
     @property
     def device(self) -> torch.device:
@@ -75,9 +78,8 @@ class NSynth:
     def load(cls, path, device: str = "cpu") -> NSynth:
         """Load a model folder (`weights.safetensors` + `model.json`)."""
         weights, config, meta = checkpoint.load_model(path)
-        return cls._build(
-            weights, config, checkpoint.identity(meta["weights_sha256"], config), meta, device
-        )
+        identity = checkpoint.identity(meta["weights_sha256"], config)
+        return cls._build(weights, config, identity, meta, device, source=f"model {path}")
 
     @classmethod
     def from_weights(
@@ -103,10 +105,10 @@ class NSynth:
         )
 
     @classmethod
-    def _build(cls, weights, config, identity, meta, device) -> NSynth:
+    def _build(cls, weights, config, identity, meta, device, source="weights") -> NSynth:
         net = Autoencoder(config)
         net.load_magenta(weights)
-        return cls(net.to(resolve_device(device)), identity, meta)
+        return cls(net.to(resolve_device(device)), identity, meta, source)
 
     @torch.no_grad()
     def encode(self, audio, drop_partial: bool = True) -> np.ndarray:
@@ -140,6 +142,11 @@ class NSynth:
                 z = z[:, :, (f0 - lo) * hop : (f1 - lo) * hop]
                 pooled = z.reshape(z.shape[0], z.shape[1], f1 - f0, hop).mean(-1)
                 out[b0 : b0 + rows, f0:f1] = pooled.transpose(1, 2).cpu().numpy()
+        if not np.isfinite(out).all():  # the inputs were checked finite: the weights are not
+            raise SoundspaceError(
+                f"the {self.source} gives NaN or infinite embeddings: its weights are damaged "
+                "(or its training diverged); convert or train it again, or use another model"
+            )
         return out
 
     def _check_encoding(self, encoding) -> np.ndarray:

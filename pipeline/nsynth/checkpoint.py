@@ -190,5 +190,11 @@ def load_model(path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
         weights = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error type for damaged headers
         raise SoundspaceError(f"cannot read {weights_path}: {error}") from None
-    config.check_shapes({n: v.shape for n, v in weights.items()})
+    try:
+        config.check_shapes({n: v.shape for n, v in weights.items()})
+    except SoundspaceError as error:
+        raise SoundspaceError(
+            f"{folder}: {error}; its {CONFIG_FILE} does not describe its {WEIGHTS_FILE}: "
+            "convert or copy the model again"
+        ) from None
     return weights, config, meta

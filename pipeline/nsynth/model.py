@@ -139,7 +139,8 @@ class ModelConfig:
         return shapes
 
     def check_shapes(self, shapes: dict) -> None:
-        """Raise naming every missing, unexpected or mis-shaped variable."""
+        """Raise naming the first missing, unexpected and mis-shaped variables, and how many
+        differ: one line, however many there are (a size off by one changes a hundred)."""
         expected = self.expected_shapes()
         problems = []
         missing = sorted(set(expected) - set(shapes))
@@ -154,15 +155,17 @@ class ModelConfig:
                 f"{len(extra)} unexpected variable(s): {', '.join(extra[:8])}"
                 + (" ..." if len(extra) > 8 else "")
             )
-        for name in sorted(set(expected) & set(shapes)):
-            if tuple(shapes[name]) != expected[name]:
-                problems.append(
-                    f"{name}: expected shape {list(expected[name])}, found {list(shapes[name])}"
-                )
+        shaped = [n for n in sorted(set(expected) & set(shapes)) if tuple(shapes[n]) != expected[n]]
+        if shaped:
+            first = shaped[0]
+            problems.append(
+                f"{len(shaped)} variable(s) of another shape, the first {first}: expected "
+                f"{list(expected[first])}, found {list(shapes[first])}"
+            )
         if problems:
             raise SoundspaceError(
-                "the weights do not form an NSynth model of size "
-                f"{self.describe()}:\n  " + "\n  ".join(problems)
+                f"the weights do not form an NSynth model of size {self.describe()}: "
+                + "; ".join(problems)
             )
 
     def describe(self) -> str:
