@@ -308,8 +308,18 @@ def cmd_train(args) -> None:
 def cmd_inputs(args) -> None:
     from tqdm.auto import tqdm
 
-    from .soundfont import check_preset, render_notes
+    from .soundfont import PERCUSSION_BANK, check_preset, presets, render_notes
 
+    if args.list:
+        for (bank, program), name in sorted(presets(args.soundfont).items()):
+            kit = " (percussion)" if bank == PERCUSSION_BANK else ""
+            print(f"{bank:3d}:{program:<3d} {printable(name)}{kit}")
+        return
+    needed = [f"--{k}" for k in ("program", "pitches", "name", "out") if getattr(args, k) is None]
+    if needed:
+        raise SoundspaceError(
+            f"rendering notes needs {', '.join(needed)} too (--list shows the soundfont's presets)"
+        )
     if not 0 < args.length <= 60:
         raise SoundspaceError(
             f"--length {args.length:g}: give the note length in seconds, more than 0 and at most 60"
@@ -657,8 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inputs", help="render NSynth-style notes from a soundfont (library inputs)")
     p.add_argument("--soundfont", required=True, help="a SoundFont 2 file (.sf2)")
     p.add_argument(
+        "--list", action="store_true", help="list the soundfont's presets (bank:program name)"
+    )
+    p.add_argument(
         "--program",
-        required=True,
         type=_midi_number("--program"),
         help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
         "from 1: its program 34, Fingered bass, is 33 here)",
@@ -671,7 +683,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pitches",
-        required=True,
         nargs="+",
         type=_midi_number("--pitches"),
         help="MIDI notes to render (60 = middle C)",
@@ -685,11 +696,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--velocity", type=_midi_number("--velocity", low=1), default=100)
     p.add_argument(
         "--name",
-        required=True,
         type=_sound_name,
         help="the sound's name: files are written as NAME_PITCH.wav",
     )
-    p.add_argument("--out", required=True, help="folder for the notes (a library's dataset)")
+    p.add_argument("--out", help="folder for the notes (a library's dataset)")
     p.set_defaults(func=cmd_inputs)
 
     p = sub.add_parser(

@@ -50,7 +50,14 @@ def parse_json(text: str | bytes):
     (DuplicateKey, a ValueError): `json.loads` keeps the last value without a word, so a user
     who wrote a field twice would get the one they did not mean. Every JSON file the package
     reads back (configurations, manifests, records, model folders, shard specs) comes here."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise json.JSONDecodeError(
+            "nested too deeply",
+            text if isinstance(text, str) else "",
+            0,
+        ) from None
 
 
 def inside(root, relative, what: str = "path") -> Path:
@@ -74,7 +81,12 @@ def inside(root, relative, what: str = "path") -> Path:
                 continue
         except OSError:  # not there (yet), or not a folder: nothing further to follow
             break
-        resolved_root, resolved = root.resolve(), path.resolve()
+        try:
+            resolved_root, resolved = root.resolve(), path.resolve()
+        except RuntimeError:  # Python 3.11 reports a loop of links so (3.13: OSError ELOOP)
+            raise SoundspaceError(
+                f"refusing {what} {relative!r}: its symbolic links form a loop"
+            ) from None
         if resolved_root != resolved and resolved_root not in resolved.parents:
             raise SoundspaceError(
                 f"refusing {what} {relative!r}: it leads out of {root} (a symbolic link?)"

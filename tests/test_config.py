@@ -325,3 +325,27 @@ def test_a_fifo_as_a_sound_is_named_as_such(tmp_path, capsys):
     os.mkfifo(data / "organ.wav")
     err = refused(tmp_path, capsys, data)
     assert f"{data / 'organ.wav'} is a named pipe (FIFO), not a sound file" in err
+
+
+def test_a_sound_whose_links_form_a_loop_is_one_line(tmp_path, capsys):
+    """Issue 34, item 5: an internal error (pathlib's RuntimeError) before."""
+    data = dataset(tmp_path / "d")
+    (data / "bass.wav").unlink()
+    (data / "bass.wav").symlink_to("other.wav")
+    (data / "other.wav").symlink_to("bass.wav")
+    assert main(["generate", "--workflow", str(workflow(tmp_path)), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err, err
+    assert "refusing sound file 'bass.wav': its symbolic links form a loop" in err
+
+
+@pytest.mark.parametrize("file", ["space.json", "workflow.json"])
+def test_json_nested_a_hundred_thousand_deep_is_one_line(tmp_path, capsys, file):
+    """Issue 34, item 5: RecursionError, an internal error, before."""
+    data, flow = dataset(tmp_path / "d"), workflow(tmp_path)
+    where = data / file if file == "space.json" else flow
+    where.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["generate", "--workflow", str(flow), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err, err
+    assert f"{where}: not valid JSON (nested too deeply" in err

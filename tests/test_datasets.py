@@ -91,6 +91,16 @@ def test_the_preset_table_agrees_with_fluidsynths_own_listing():
             theirs[(int(head[:3]), int(head[4:]))] = name.strip()
     assert len(theirs) > 100
     assert presets(SOUNDFONT) == theirs
+    # and `inputs --list` shows the user the same, percussion kits (bank 128) marked
+    listed = subprocess.run([sys.executable, "-m", "pipeline.cli", "inputs", "--soundfont",
+                             str(SOUNDFONT), "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    ours = {}
+    for line in listed.stdout.splitlines():
+        numbers, _, name = line.strip().partition(" ")
+        bank, program = map(int, numbers.split(":"))
+        ours[(bank, program)] = name.strip().removesuffix(" (percussion)" if bank == 128 else "")
+    assert ours == theirs and any(bank == 128 for bank, _ in ours)
 
 
 @pytest.mark.parametrize("args, needle", [
