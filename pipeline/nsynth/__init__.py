@@ -192,13 +192,23 @@ class NSynth:
 
     @torch.no_grad()
     def generate(
-        self, encoding, seed=0, temperature: float = 1.0, progress=True, math: str = "auto"
+        self,
+        encoding,
+        seed=0,
+        temperature: float = 1.0,
+        progress=True,
+        math: str = "auto",
+        start=None,
+        keep=None,
+        keep_every: float = 0.0,
+        steps=None,
     ) -> np.ndarray:
         """Sample audio `[B, F * hop]` from embeddings `[B, F, bottleneck]`, all in one batch.
 
         `seed` is an int (sound b draws from the stream (seed, b)) or one seed per sound.
         `progress`: True shows a bar; a callable instead receives the samples done (all rows).
-        Same seed, same audio, bit for bit, on the same device and math library."""
+        Same seed, same audio, bit for bit, on the same device and math library. `start`,
+        `keep`, `keep_every`, `steps`: resuming a decode, see generate.generate."""
         encoding = self._check_encoding(encoding)
         if not temperature > 0:
             raise SoundspaceError(
@@ -216,6 +226,10 @@ class NSynth:
             self._math(math),
             temperature,
             progress,
+            start=start,
+            keep=keep,
+            keep_every=keep_every,
+            steps=steps,
         )
 
     @torch.no_grad()

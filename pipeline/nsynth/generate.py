@@ -29,6 +29,7 @@ our CPUs, measured by `soundspace bench`) and torch (`cpu` or `cuda`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,10 @@ class NumpyMath:
 
     def bins(self, shape) -> np.ndarray:
         return np.zeros(shape, dtype=np.int16)
+
+    @staticmethod
+    def bins_of(values) -> np.ndarray:
+        return np.asarray(values, dtype=np.int16)
 
     concat = staticmethod(np.concatenate)
     matmul = staticmethod(np.matmul)
@@ -123,6 +128,9 @@ class TorchMath:
 
     def bins(self, shape) -> torch.Tensor:
         return torch.zeros(shape, dtype=torch.int16, device=self.device)
+
+    def bins_of(self, values) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values, dtype=np.int16), device=self.device)
 
     @staticmethod
     def concat(arrays, axis):
@@ -335,6 +343,23 @@ def row_seeds(seed, batch: int) -> list:
     return seeds
 
 
+def replay(decoder: IncrementalDecoder, encoding, bins, frames: int) -> int:
+    """Rebuild the decoder's state after `frames` frames from the samples drawn in them (`bins`):
+    the histories are what the last `decoder_reach()` steps left, so those steps are run again
+    from empty histories, each fed the sample drawn before it. Every value a later step reads is
+    then computed by the same operations from the same operands as in the first run, so what
+    follows is bit for bit the same. Returns the steps run."""
+    config, math = decoder.config, decoder.m
+    hop = config.hop
+    first = max(0, frames - -(-config.decoder_reach() // hop))
+    for f in range(first, frames):
+        decoder.set_frame(math.array(encoding[:, f]))
+        for t in range(f * hop, (f + 1) * hop):
+            sample = math.as_input(bins[:, t - 1]) if t else math.zeros(decoder.batch)
+            decoder.step(t, sample)
+    return (frames - first) * hop
+
+
 def generate(
     state: dict,
     config: ModelConfig,
@@ -344,9 +369,20 @@ def generate(
     temperature: float = 1.0,
     progress=True,
     block_rows: int = BLOCK_ROWS,
+    start: tuple[int, np.ndarray] | None = None,
+    keep=None,
+    keep_every: float = 0.0,
+    steps=None,
 ) -> np.ndarray:
     """Sample audio `[B, F * hop]` for embeddings `[B, F, bottleneck]`. `progress`: True shows
-    a bar, False none, a callable is called with the samples decoded (all rows) per frame."""
+    a bar, False none, a callable is called with the samples decoded (all rows) per frame.
+
+    Resuming: `keep(frames, drawn)` is called at the end of a frame every `keep_every` seconds
+    (0: never) and once more when the loop is interrupted (KeyboardInterrupt, SIGTERM included),
+    with the frames done and the mu-law bins drawn in them (`uint8 [B, frames * hop]`): all a
+    later call needs, as `start=(frames, drawn)`, to go on and give the same audio bit for bit
+    (the random streams are advanced past the numbers drawn, the histories rebuilt by `replay`).
+    `steps(n)` is told the decoder steps run, replayed ones included."""
     from tqdm.auto import tqdm
 
     math = math or NumpyMath()
@@ -356,6 +392,17 @@ def generate(
     decoder = IncrementalDecoder(state, config, batch, math, temperature, block_rows)
     bins = math.bins((batch, frames * hop))
     sample = math.zeros(batch)
+    done = 0
+    if start is not None:
+        done, drawn = start
+        bins[:, : done * hop] = math.bins_of(drawn)
+        for r in rngs:
+            r.random(done * hop)  # the numbers those frames drew
+        ran = replay(decoder, encoding, bins, done)
+        if steps:
+            steps(ran)
+        sample = math.as_input(bins[:, done * hop - 1])
+    kept_at = time.monotonic()
     # A caller's own bar is told the samples done; only `progress=True` makes a bar here (a bar
     # takes a multiprocessing lock, which a worker process killed mid-run would leak).
     report = progress if callable(progress) else None
@@ -371,18 +418,38 @@ def generate(
         else None
     )
     try:
-        for f in range(frames):
+        for f in range(done, frames):
             decoder.set_frame(math.array(encoding[:, f]))
             uniform = math.array(np.stack([r.random(hop) for r in rngs], axis=1))
             sample = sample_steps(decoder, f * hop, sample, uniform, bins)
+            done = f + 1
+            if steps:
+                steps(hop)
             if bar is not None:
                 bar.update(hop)
             if report:
                 report(hop * batch)
+            if (
+                keep
+                and keep_every > 0
+                and time.monotonic() - kept_at >= keep_every
+                and done < frames
+            ):
+                keep(done, _drawn(math, bins, done * hop))
+                kept_at = time.monotonic()
+    except KeyboardInterrupt:
+        if keep and done > (start[0] if start else 0):
+            keep(done, _drawn(math, bins, done * hop))  # stopped: keep every finished frame
+        raise
     finally:
         if bar is not None:
             bar.close()
     return inverse_mu_law(math.to_numpy(bins).astype(np.int32) - 128)
+
+
+def _drawn(math, bins, samples: int) -> np.ndarray:
+    """The mu-law bins drawn so far, `uint8 [B, samples]`, as a snapshot keeps them."""
+    return math.to_numpy(bins[:, :samples]).astype(np.uint8)
 
 
 def teacher_forced(

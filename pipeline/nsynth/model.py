@@ -47,6 +47,11 @@ class ModelConfig:
     def ae_dilation(self, i: int) -> int:
         return 2 ** (i % self.ae_stages)
 
+    def decoder_reach(self) -> int:
+        """How many earlier samples one decoder step depends on (each layer's taps reach 2
+        dilations back, the start conv 2 samples): what rebuilds the decoder's histories."""
+        return 2 + sum(2 * self.dilation(i) for i in range(self.layers))
+
     def ae_reach(self) -> int:
         """How many samples to either side one encoder output depends on."""
         return 1 + sum(self.ae_dilation(i) for i in range(self.ae_layers))
