@@ -283,6 +283,7 @@ class WorkflowConfig(_Strict):
     decode_batch: int = Field(81, ge=1, le=4096)
     shard_size: int = Field(81, ge=1, le=MAX_CELLS)
     parallel_shards: int = Field(1, ge=1, le=64)
+    snapshot_seconds: float = Field(60.0, ge=0, le=86_400)  # decoding between snapshots; 0: none
     output: str = Field("output", min_length=1)
     paperspace: PaperspaceConfig | None = None
     ray: RayConfig = RayConfig()

@@ -185,6 +185,7 @@ def shard_specs(
                     postprocess=postprocess,
                     points=[points[group.points[i]] for i in part],
                     embeddings=group.embeddings[part],
+                    snapshot_seconds=workflow.snapshot_seconds,
                 )
             )
     for spec in specs:

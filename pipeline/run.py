@@ -46,6 +46,7 @@ class RunResult:
     inside_decode: dict = field(default_factory=dict)
     pads: int = 0  # a library's pads and pitches (0 for a space)
     pitches: int = 0
+    steps: int = 0  # decoder steps this run ran (each for a whole batch), replayed ones included
 
 
 class Stopwatch:
@@ -71,7 +72,7 @@ class Run:
     from."""
 
     def __init__(self, dataset, workflow_path, force: bool, output_dir, yes: bool, datasets):
-        self.watch, self.decoded, self.running = Stopwatch(), 0, False
+        self.watch, self.decoded, self.running, self.steps = Stopwatch(), 0, False, 0
         self.inside_decode: dict[str, float] = {}  # summed over shards: decode, post-process, write
         with self.watch("configuration"):
             space, folder = load_space(dataset)
@@ -139,11 +140,20 @@ class Run:
         )
 
     def bytes_left(self, pictures: bool) -> int:
-        return self.planner.bytes_left(self.records, pictures)
+        """What the rest of the run writes: the planner's files, and the snapshots of the
+        decodes left (a byte per sample, while their batch decodes)."""
+        snapshots = sum(
+            spec.decoded_samples
+            for spec in self.plan_.shards
+            for point in spec.points
+            if any(name not in self.records for name in point["cells"])
+        )
+        return self.planner.bytes_left(self.records, pictures) + snapshots
 
     def shard_done(self, result: dict) -> None:
         """A shard came back: count it, time it, and keep the records of what it wrote."""
         self.decoded += result["decoded"]
+        self.steps += result.get("steps", 0)
         for stage, seconds in result["seconds"].items():
             self.inside_decode[stage] = self.inside_decode.get(stage, 0.0) + seconds
         self.records.update(result["records"])
@@ -200,6 +210,7 @@ class Run:
             self.inside_decode,
             pads=pads,
             pitches=pitches,
+            steps=self.steps,
         )
 
 
@@ -339,5 +350,7 @@ def summary(result: RunResult) -> str:
         f"; decoded {result.decoded} distinct sound(s) now, {done_before} were already "
         "done" + (" (--force regenerates)" if result.decoded == 0 else "")
     )
+    if result.steps:
+        lines.append(f"{result.steps:,} decoder step(s) (replays of resumed decodes included)")
     lines.append(f"wrote {result.space_dir}/")
     return "\n".join(lines)

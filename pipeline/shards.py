@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SoundspaceError, output, postprocess
+from . import SoundspaceError, output, postprocess, snapshots
 from .files import atomic_folder, inside, open_own, parse_json
 from .space import WORK_NAME
 
@@ -47,6 +47,7 @@ class ShardSpec:
     postprocess: dict
     points: list[dict]  # {"seed": [seed, cell index], "cells": [names], "key": cell key}
     embeddings: np.ndarray = field(repr=False)  # [points, frames, bottleneck]
+    snapshot_seconds: float = 60.0  # decoding between two snapshots (0: none); see snapshots.py
 
     @property
     def decoded_samples(self) -> int:
@@ -190,17 +191,28 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
     record."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
+    steps = [0]  # decoder steps run (each for the whole batch), replayed ones included
     if not todo:
-        return {"seconds": seconds, "decoded": 0, "records": records}
+        return {"seconds": seconds, "decoded": 0, "records": records, "steps": 0}
     model = _model(spec)
+    math, device = model.math_library(spec.math), str(model.device)
+    frames, hop = spec.embeddings.shape[1], spec.model["hop"]
     for b0 in range(0, len(todo), spec.decode_batch):
         batch = todo[b0 : b0 + spec.decode_batch]
+        key = snapshots.batch_key(spec, batch, math, device)
+        resume = snapshots.load(space_dir, key, len(batch), frames, hop)
+        if resume is not None and progress:
+            progress(resume[0] * hop * len(batch))  # what the snapshot holds is done
         start = time.perf_counter()
         audio = model.generate(
             spec.embeddings[batch],
             seed=[spec.points[i]["seed"] for i in batch],
             progress=progress or False,
             math=spec.math,
+            start=resume,
+            keep=lambda done, drawn, key=key: snapshots.save(space_dir, key, done, drawn),
+            keep_every=spec.snapshot_seconds,
+            steps=lambda n: steps.__setitem__(0, steps[0] + n),
         )
         seconds["decode"] += time.perf_counter() - start
         for i, sound in zip(batch, audio, strict=True):
@@ -223,7 +235,8 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
                     },
                 )
             seconds["write"] += time.perf_counter() - start
-    return {"seconds": seconds, "decoded": len(todo), "records": records}
+        snapshots.remove(space_dir, key)
+    return {"seconds": seconds, "decoded": len(todo), "records": records, "steps": steps[0]}
 
 
 def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:

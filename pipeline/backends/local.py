@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 
-from .. import SoundspaceError
+from .. import SoundspaceError, signals
 from ..shards import render_shard
 from .tasks import run_tasks
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1
+SNAPSHOT_PATIENCE = 10.0  # seconds a stopped worker has to write its snapshot
 
 
 def _die_with_parent(parent: int) -> None:
@@ -47,6 +49,14 @@ def _worker(connection, parent: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    try:
+        with signals.as_exceptions():  # SIGTERM (from the parent): keep a snapshot, then end
+            _serve(connection)
+    except KeyboardInterrupt:
+        pass  # stopped between two shards, or after its snapshot: the parent says why
+
+
+def _serve(connection) -> None:
     while True:
         task = connection.recv()
         if task is None:
@@ -61,6 +71,8 @@ def _worker(connection, parent: int, threads: int) -> None:
                 connection.send(("error", error))
             except Exception:  # an exception that does not pickle: its text is enough
                 connection.send(("error", SoundspaceError(f"{type(error).__name__}: {error}")))
+            if isinstance(error, KeyboardInterrupt):
+                raise
         else:
             connection.send(("done", result))
 
@@ -90,6 +102,19 @@ def _how_it_died(exitcode) -> str:
         )
         return f"was killed by {name}{why}"
     return f"exited with code {exitcode}"
+
+
+def _stop(processes, patience: float = SNAPSHOT_PATIENCE) -> None:
+    """Stop workers in the middle of their shards: SIGTERM makes each keep a snapshot of its
+    decode (its finished cells are written already) and end; one that has not ended after
+    `patience` seconds is killed."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + patience
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
 
 
 def _raise(error):
@@ -195,14 +220,12 @@ class _Workers:
         return ended
 
     def _cancel(self, slots: list) -> None:
-        for n in slots:  # stopped mid-shard: its finished cells are already written
-            self.pool[n].process.kill()
+        _stop([self.pool[n].process for n in slots])
 
     def _close(self) -> None:
+        _stop([s.process for s in self.pool if s.task is not None and s.process.is_alive()])
         for slot in self.pool:
-            if slot.task is not None and slot.process.is_alive():
-                slot.process.kill()
-            else:
+            if slot.task is None:
                 try:
                     slot.connection.send(None)
                 except OSError:

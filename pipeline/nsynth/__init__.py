@@ -184,6 +184,10 @@ class NSynth:
         logits = self.net.decode_logits(torch.from_numpy(inputs).to(self.device), z)
         return torch.softmax(logits, dim=1).transpose(1, 2).cpu().numpy()
 
+    def math_library(self, math: str = "auto") -> str:
+        """The array library `generate(math=...)` runs on here: `numpy` or `torch`."""
+        return self._math(math).name
+
     def _math(self, math: str):
         try:
             return _generate.math_for(str(self.device), math)

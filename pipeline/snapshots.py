@@ -1,0 +1,133 @@
+"""Decoder snapshots: a decode resumed inside its sounds, not from the start of its shard.
+
+While a batch of a shard decodes, what it has drawn so far is kept every `snapshot_seconds` of
+decoding, and at once when the run is stopped (Ctrl-C, SIGTERM), in
+`.soundspace/snapshots/<batch key>.snapshot`: one line of JSON saying whose it is, then the
+mu-law samples of every sound of the batch, one byte each. That is the whole state: the random
+streams are advanced past what was drawn, and the layer histories are rebuilt by replaying the
+decoder's reach (`nsynth.generate.replay`), so the resumed batch ends bit for bit as if it had
+never stopped. A second of a sound costs 16 kB, whatever the model's size.
+
+A snapshot is read back from disk, so it is checked like any input: its key (model, embeddings,
+seeds, lengths, batch, math library, device type) must be the batch's, its frame count inside the
+decode, its samples as many as it says and with the sha256 it records. Anything else (truncated,
+another batch's, another version's, garbage) is renamed `*.set-aside` with a one-line warning,
+and the batch starts from its beginning. A batch's snapshot goes when its cells are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+
+from . import signals, warn
+from .files import atomic_write, parse_json, real_folder
+from .output import STATE
+
+FOLDER = STATE / "snapshots"
+FORMAT = "soundspace-snapshot-1"
+SUFFIX = ".snapshot"
+SET_ASIDE = ".set-aside"
+_HEADER_BYTES = 4096  # the JSON line is far shorter; a longer one is not a snapshot
+
+
+def batch_key(spec, batch: list[int], math: str, device: str) -> str:
+    """What a batch's audio depends on, hashed: a snapshot is this batch's only when it says so.
+    (The cell keys cover the model, the inputs, the weights, seeds, lengths and post-processing;
+    the embeddings, batch composition, math library and device type decide the bits of the
+    decode itself.) `math` and `device`: those the decode runs with, resolved."""
+    fields = {
+        "format": FORMAT,
+        "model": spec.model["identity"],
+        "points": [spec.points[i]["key"] for i in batch],
+        "seeds": [spec.points[i]["seed"] for i in batch],
+        "frames": int(spec.embeddings.shape[1]),
+        "hop": spec.model["hop"],
+        "math": math,
+        "device": device.split(":")[0],
+    }
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(spec.embeddings[batch], np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def path(store: Path, key: str) -> Path:
+    return Path(store) / FOLDER / f"{key}{SUFFIX}"
+
+
+def save(store: Path, key: str, frames: int, drawn: np.ndarray) -> None:
+    """Keep a batch's samples drawn in its first `frames` frames (atomically: a kill during the
+    write leaves the previous snapshot)."""
+    data = np.ascontiguousarray(drawn, np.uint8)
+    header = {
+        "format": FORMAT,
+        "key": key,
+        "frames": frames,
+        "shape": list(data.shape),
+        "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+    }
+    with signals.held():  # a second signal must not cut the snapshot the first one asked for
+        real_folder(store, FOLDER.as_posix())
+        atomic_write(path(store, key), json.dumps(header).encode() + b"\n" + data.tobytes())
+
+
+def load(store: Path, key: str, batch: int, frames: int, hop: int) -> tuple[int, np.ndarray] | None:
+    """The batch's snapshot as `(frames done, drawn)`, or None: none there, or one set aside."""
+    where = path(store, key)
+    try:  # not through a link, not a FIFO or device, not more than a snapshot of it can hold
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        _set_aside(where, f"cannot be read ({error.strerror})")
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _HEADER_BYTES + batch * frames * hop:
+            _set_aside(where, "not a snapshot file, or larger than one of this batch")
+            return None
+        try:
+            header = parse_json(f.readline(_HEADER_BYTES))
+            body = f.read()
+        except (OSError, ValueError) as error:  # unreadable, or not JSON: not a snapshot
+            _set_aside(where, f"not a snapshot ({type(error).__name__})")
+            return None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        _set_aside(where, "not a snapshot of this version")
+        return None
+    if header.get("key") != key:
+        _set_aside(where, "another batch's snapshot")
+        return None
+    done = header.get("frames")
+    if type(done) is not int or not 0 < done < frames:
+        _set_aside(where, f"its frame count {str(done)[:20]} is not inside the decode")
+        return None
+    if header.get("shape") != [batch, done * hop] or len(body) != batch * done * hop:
+        _set_aside(where, "truncated, or of another size than it says")
+        return None
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        _set_aside(where, "its samples are not the ones it recorded (damaged)")
+        return None
+    return done, np.frombuffer(body, np.uint8).reshape(batch, done * hop)
+
+
+def _set_aside(where: Path, why: str) -> None:
+    aside = where.with_name(where.name + SET_ASIDE)
+    try:
+        os.replace(where, aside)
+    except OSError:
+        aside = where  # cannot be moved: it is left, and still not used
+    warn(f"{where}: {why}; set aside as {aside.name}, and this batch decodes from its beginning")
+    return None
+
+
+def remove(store: Path, key: str) -> None:
+    """The batch is written: its snapshot (and any set aside for it) is no longer needed."""
+    where = path(store, key)
+    where.unlink(missing_ok=True)
+    where.with_name(where.name + SET_ASIDE).unlink(missing_ok=True)
