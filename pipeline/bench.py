@@ -24,7 +24,8 @@ import numpy as np
 MAGENTA_STEP_MS = {1: 24.0, 16: 44.0, 81: 98.0}
 GOALS = (
     "B = 81 step <= 1.25 x its bare matrix products; B = 1 step <= 12 ms; "
-    "peak memory at B = 81 < 2 GB; four 4 s sounds encoded in < 1.5 s"
+    "peak memory at B = 81 < 2 GB; four 4 s sounds encoded in < 1.5 s; "
+    "snapshots at most 2 % of the decode"
 )
 
 
@@ -107,6 +108,87 @@ def _decode_worker(batch: int, frames: int, math_name: str, device: str) -> dict
     }
 
 
+# The demo model's size (models/n-synth/checkpoints/demo), built here with random weights.
+DEMO = {
+    "width": 32,
+    "skip_width": 32,
+    "layers": 20,
+    "stages": 5,
+    "ae_width": 16,
+    "ae_layers": 10,
+    "ae_stages": 10,
+    "bottleneck": 16,
+    "hop": 512,
+}
+SNAPSHOT_SOUND_SECONDS = 4.0  # the length the snapshot of a sound is priced at
+SNAPSHOT_INTERVAL = 60.0  # the workflow's default snapshot_seconds
+
+
+def _snapshot_worker(size: str, batch: int, math_name: str, device: str) -> dict:
+    """What a snapshot costs for `batch` 4 s sounds of the `size` ("demo" or "full") model: its
+    bytes and write time (atomic, synced), against the decoding time between two snapshots at the
+    default interval; and what a resume costs before its first new sample: reading and checking
+    the snapshot, advancing the random streams, replaying the decoder's reach (timed for one
+    frame, times the frames of the reach)."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from . import snapshots
+    from .nsynth import NSynth
+    from .nsynth.generate import IncrementalDecoder, math_for, replay
+    from .nsynth.model import ModelConfig
+    from .nsynth.random_weights import make_weights
+
+    config = ModelConfig(**DEMO) if size == "demo" else ModelConfig()
+    model = NSynth.from_weights(
+        make_weights(0, config), device=device, stages=config.stages, hop=config.hop
+    )
+    math, hop = math_for(device, math_name), config.hop
+    frames = int(SNAPSHOT_SOUND_SECONDS * 16000) // hop
+    done = frames - 1  # the largest snapshot of the sound: all but its last frame
+    drawn = np.random.default_rng(0).integers(0, 256, (batch, done * hop), dtype=np.uint8)
+    reach = -(-config.decoder_reach() // hop)
+    encoding = np.random.default_rng(1).normal(0, 0.1, (batch, frames, config.bottleneck))
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        store, key = Path(tmp), "0" * 64
+        writes = []
+        for _ in range(5):
+            start = time.perf_counter()
+            snapshots.save(store, key, done, drawn)
+            writes.append(time.perf_counter() - start)
+        size_bytes = snapshots.path(store, key).stat().st_size
+        start = time.perf_counter()
+        loaded = snapshots.load(store, key, batch, frames, hop)
+        load_s = time.perf_counter() - start
+        assert loaded is not None
+        start = time.perf_counter()
+        for b in range(batch):
+            np.random.default_rng([0, b]).random(done * hop)
+        streams_s = time.perf_counter() - start
+        decoder = IncrementalDecoder(model.net.magenta_state(), config, batch, math)
+        bins = math.bins_of(drawn)
+        replay(decoder, encoding, bins, 1)  # warm-up: a first frame
+        _sync(math)
+        start = time.perf_counter()
+        replay(decoder, encoding, bins, 1)
+        _sync(math)
+        frame_s = time.perf_counter() - start
+    write_s = float(np.median(writes))
+    return {
+        "model": size,
+        "batch": batch,
+        "math": math.name,
+        "snapshot_bytes": size_bytes,
+        "write_ms": write_s * 1e3,
+        "overhead_percent": 100 * write_s / SNAPSHOT_INTERVAL,
+        "reach_frames": reach,
+        "resume_s": load_s + streams_s + reach * frame_s,
+        "replay_frame_s": frame_s,
+    }
+
+
 def _encode_worker(sounds: int, seconds: float, device: str) -> dict:
     model = _model(device)
     t = np.arange(int(seconds * 16000)) / 16000
@@ -143,6 +225,7 @@ def run(
     device: str = "cpu",
     encode: bool = True,
     echo=print,
+    snapshots: bool = True,
 ) -> dict:
     """Run every measurement and print a table; return the figures."""
     echo(
@@ -172,6 +255,27 @@ def run(
             f"encode: four 4 s sounds in {enc['encode_s']:.2f} s "
             f"({4 * 4.0 / enc['encode_s']:.1f} s of audio per s), peak {enc['peak_mb']:.0f} MB"
         )
+    if snapshots:
+        echo(
+            f"snapshots of {SNAPSHOT_SOUND_SECONDS:g} s sounds (all but the last frame drawn), "
+            f"one per {SNAPSHOT_INTERVAL:g} s of decoding; resume = read and check it, advance "
+            "the streams, replay the reach (one timed frame x its frames)"
+        )
+        echo(
+            f"{'model':<6} {'math':<6} {'batch':>5} {'snapshot KB':>12} {'write ms':>9} "
+            f"{'overhead %':>11} {'reach':>6} {'resume s':>9}"
+        )
+        shots = []
+        for size in ("demo", "full"):
+            for batch in batches:
+                r = _in_worker(["snapshot", size, str(batch), maths[0], device])
+                shots.append(r)
+                echo(
+                    f"{size:<6} {r['math']:<6} {batch:>5} {r['snapshot_bytes'] / 1e3:>12.0f} "
+                    f"{r['write_ms']:>9.1f} {r['overhead_percent']:>11.3f} "
+                    f"{r['reach_frames']:>6} {r['resume_s']:>9.2f}"
+                )
+        result["snapshots"] = shots
     echo(f"goals: {GOALS}")
     return result
 
@@ -184,6 +288,9 @@ def main(argv=None) -> None:
     if kind == "decode":
         batch, frames, math, device = rest
         print(json.dumps(_decode_worker(int(batch), int(frames), math, device)))
+    elif kind == "snapshot":
+        size, batch, math, device = rest
+        print(json.dumps(_snapshot_worker(size, int(batch), math, device)))
     else:
         sounds, seconds, device = rest
         print(json.dumps(_encode_worker(int(sounds), float(seconds), device)))

@@ -400,6 +400,7 @@ def cmd_bench(args) -> None:
         frames=args.frames,
         device=args.device,
         encode=not args.no_encode,
+        snapshots=not args.no_snapshots,
     )
 
 
@@ -741,6 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=2, help="timed frames of 512 steps per row")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-encode", action="store_true", help="skip the encoding timing")
+    p.add_argument(
+        "--no-snapshots", action="store_true", help="skip the snapshot and resume timings"
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

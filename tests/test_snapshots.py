@@ -96,7 +96,7 @@ def test_sigterm_keeps_a_snapshot_at_once_and_the_rerun_resumes_at_that_step(two
     kept = kept_frames(space)
     assert 0 < kept < 62
     rerun = quiet_run(data, flow)
-    # the demo model's reach (152 samples) is replayed from one frame back, then the rest
+    # the demo model's reach (250 samples) is replayed from one frame back, then the rest
     assert rerun.steps == (1 + 62 - kept) * HOP
     assert wavs(space) == made["numpy"][1]
 
