@@ -43,3 +43,15 @@ def test_bench_prints_step_time_bare_products_and_memory(capsys):
     weights_mb = _full_size_weights_mb()
     assert 200 < weights_mb < peak_mb < _ram_mb(), (weights_mb, peak_mb)
     assert "goals:" in out
+
+
+def test_the_snapshot_bench_prices_a_snapshot_of_two_4_s_sounds():
+    """Issue 30: a 4 s sound is 125 frames of 512; its largest snapshot holds 124 of them, a
+    byte per sample, plus one line of JSON; the resume replays the demo model's reach (250
+    samples: one frame)."""
+    from pipeline import bench
+
+    r = bench._in_worker(["snapshot", "demo", "2", "numpy", "cpu"])
+    assert 2 * 124 * 512 < r["snapshot_bytes"] < 2 * 124 * 512 + 4096
+    assert r["reach_frames"] == 1 and r["resume_s"] >= r["replay_frame_s"] > 0
+    assert 0 < r["overhead_percent"] == pytest.approx(100 * r["write_ms"] / 1e3 / 60)
