@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from . import SoundspaceError, files, output
+from . import SoundspaceError, files, output, snapshots
 from .config import LibraryConfig, load_workflow, model_folder
 from .files import megabytes, real_folder
 from .shards import ShardSpec
@@ -150,6 +150,7 @@ def tidy(store: Path, force: bool, names: set) -> None:
     output.remove_stale_cells(store, names)
     if force:
         output.clear(store)
+        snapshots.clear(store)
 
 
 def shard_specs(

@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import SoundspaceError, files
+from . import SoundspaceError, files, snapshots
 from .backends import backend_for
 from .config import LibraryConfig, load_space
 from .files import megabytes
@@ -142,13 +142,13 @@ class Run:
     def bytes_left(self, pictures: bool) -> int:
         """What the rest of the run writes: the planner's files, and the snapshots of the
         decodes left (a byte per sample, while their batch decodes)."""
-        snapshots = sum(
-            spec.decoded_samples
+        kept = sum(  # a byte per sample in the snapshot, a WAV per cell of the partial audio
+            spec.decoded_samples * (1 + 2 * len(point["cells"]))
             for spec in self.plan_.shards
             for point in spec.points
             if any(name not in self.records for name in point["cells"])
         )
-        return self.planner.bytes_left(self.records, pictures) + snapshots
+        return self.planner.bytes_left(self.records, pictures) + kept
 
     def shard_done(self, result: dict) -> None:
         """A shard came back: count it, time it, and keep the records of what it wrote."""
@@ -171,8 +171,12 @@ class Run:
         )
 
     def save_unfinished(self) -> int:
-        """Save the manifest as `incomplete`, saying what is missing; returns the decodes left."""
-        self.save("incomplete", self.planner.missing(self.records))
+        """Save the manifest as `incomplete`, saying what is missing (and how many seconds of a
+        missing cell its last snapshot holds); returns the decodes left."""
+        missing = self.planner.missing(self.records)
+        names = [n for point in self.plan_.points for n in point["cells"] if n not in self.records]
+        partial = snapshots.partial_seconds(self.plan_.store, names)
+        self.save("incomplete", {**missing, **({"in_progress": partial} if partial else {})})
         return self.left()
 
     def finish(self, pictures: bool) -> RunResult:

@@ -210,7 +210,9 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
             progress=progress or False,
             math=spec.math,
             start=resume,
-            keep=lambda done, drawn, key=key: snapshots.save(space_dir, key, done, drawn),
+            keep=lambda done, drawn, key=key, batch=batch: _keep(
+                spec, space_dir, key, batch, done, drawn
+            ),
             keep_every=spec.snapshot_seconds,
             steps=lambda n: steps.__setitem__(0, steps[0] + n),
         )
@@ -236,7 +238,14 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
                 )
             seconds["write"] += time.perf_counter() - start
         snapshots.remove(space_dir, key)
+        snapshots.remove_partial(space_dir, [n for i in batch for n in spec.points[i]["cells"]])
     return {"seconds": seconds, "decoded": len(todo), "records": records, "steps": steps[0]}
+
+
+def _keep(spec: ShardSpec, space_dir, key: str, batch: list[int], done: int, drawn) -> None:
+    """A snapshot of the batch, and the audio so far of each of its cells."""
+    snapshots.save(space_dir, key, done, drawn)
+    snapshots.save_partial(space_dir, [spec.points[i]["cells"] for i in batch], drawn)
 
 
 def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:

@@ -26,10 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from . import signals, warn
+from .audio import SAMPLE_RATE
 from .files import atomic_write, parse_json, real_folder
-from .output import STATE
+from .output import STATE, cell_wav
 
 FOLDER = STATE / "snapshots"
+PARTIAL = STATE / "partial"  # each cell in flight's audio so far, to listen to while it is made
+FADE = 160  # samples (10 ms) faded out at a partial sound's cut, so that it ends without a click
 FORMAT = "soundspace-snapshot-1"
 SUFFIX = ".snapshot"
 SET_ASIDE = ".set-aside"
@@ -126,8 +129,51 @@ def _set_aside(where: Path, why: str) -> None:
     return None
 
 
+def save_partial(store: Path, cells: list[list[str]], drawn: np.ndarray) -> None:
+    """With each snapshot: every cell of the batch gets its audio so far (`cells[b]`: the cells
+    of sound b) as `.soundspace/partial/<cell>.wav`, raw from the decoder, faded at the cut."""
+    from .audio import wav_bytes
+    from .nsynth.mulaw import inverse_mu_law
+
+    folder = real_folder(store, PARTIAL.as_posix())
+    for names, bins in zip(cells, drawn, strict=True):
+        audio = inverse_mu_law(bins.astype(np.int32) - 128)
+        fade = min(FADE, len(audio))
+        audio[len(audio) - fade :] *= np.linspace(1, 0, fade, dtype=audio.dtype)
+        data = wav_bytes(audio)
+        for name in names:
+            cell_wav(store, name)  # a cell's name, nothing else, becomes a file name
+            atomic_write(folder / f"{name}.wav", data)
+
+
+def partial_seconds(store: Path, names) -> dict:
+    """How many seconds of each of these cells a snapshot holds (its partial WAV's length)."""
+    found = {}
+    for name in names:
+        try:
+            size = os.lstat(Path(store) / PARTIAL / f"{name}.wav").st_size
+        except OSError:
+            continue
+        found[name] = round(max(0, size - 44) / 2 / SAMPLE_RATE, 3)
+    return found
+
+
 def remove(store: Path, key: str) -> None:
     """The batch is written: its snapshot (and any set aside for it) is no longer needed."""
     where = path(store, key)
     where.unlink(missing_ok=True)
     where.with_name(where.name + SET_ASIDE).unlink(missing_ok=True)
+
+
+def clear(store: Path) -> None:
+    """`--force`: the snapshots and partial audio of every decode in flight go too."""
+    for folder in (FOLDER, PARTIAL):
+        for path in (Path(store) / folder).glob("*"):
+            if not path.is_dir() or path.is_symlink():
+                path.unlink()
+
+
+def remove_partial(store: Path, names) -> None:
+    """The cells are written: their partial audio goes."""
+    for name in names:
+        (Path(store) / PARTIAL / f"{name}.wav").unlink(missing_ok=True)

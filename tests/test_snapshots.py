@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from pipeline import snapshots
 
@@ -57,11 +58,14 @@ def two_seconds(tmp_path_factory):
     """A 2 s test space (4 sounds, 2 x 2: one batch of 62 frames) made without a stop."""
     base = tmp_path_factory.mktemp("snapshots-reference")
     data = dataset(base / "d", length=2.0, resolution=2)
-    made = {}
-    for math in ("numpy", "torch"):
-        result = quiet_run(data, workflow(base / math, math=math, snapshot_seconds=0))
-        made[math] = (result.steps, wavs(result.space_dir))
-    return data, made
+
+    class Made(dict):  # each math library's run, made when a test first asks for it
+        def __missing__(self, math):
+            result = quiet_run(data, workflow(base / math, math=math, snapshot_seconds=0))
+            self[math] = (result.steps, wavs(result.space_dir))
+            return self[math]
+
+    return data, Made()
 
 
 @pytest.mark.parametrize("math", ["numpy", "torch"])
@@ -95,7 +99,18 @@ def test_sigterm_keeps_a_snapshot_at_once_and_the_rerun_resumes_at_that_step(two
     assert run.wait(30) == 143, run.stderr.read()
     kept = kept_frames(space)
     assert 0 < kept < 62
+    # each cell's audio so far, to listen to, and how far it got in the manifest
+    cells = {f"x{x:02d}_y{y:02d}" for x in range(2) for y in range(2)}
+    partial = space / snapshots.PARTIAL
+    assert {p.stem for p in partial.iterdir()} == cells
+    for cell in cells:
+        audio, rate = soundfile.read(partial / f"{cell}.wav", dtype="int16")
+        assert rate == 16000 and len(audio) == kept * HOP and audio[-1] == 0  # faded at the cut
+    manifest = json.loads((space / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete"
+    assert manifest["missing"]["in_progress"] == {c: round(kept * HOP / 16000, 3) for c in cells}
     rerun = quiet_run(data, flow)
+    assert list(partial.iterdir()) == []  # gone with their finished cells
     # the demo model's reach (250 samples) is replayed from one frame back, then the rest
     assert rerun.steps == (1 + 62 - kept) * HOP
     assert wavs(space) == made["numpy"][1]
