@@ -183,12 +183,15 @@ def _model(spec: ShardSpec):
     return model
 
 
-def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None = None) -> dict:
+def render_shard(
+    spec: ShardSpec, space_dir, progress=None, made_on: str | None = None, kept=None
+) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
     number of points decoded and the records of the shard's finished cells (the run keeps them:
     it never reads its own files back); `progress(samples)` is told the decoder's progress.
     `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
-    record."""
+    record, and so does `first_step`, the step its decode began at (above 0 when it resumed from
+    a snapshot). `kept(key)` is told each snapshot written (a remote backend sends it home)."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     steps = [0]  # decoder steps run (each for the whole batch), replayed ones included
@@ -211,7 +214,7 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
             math=spec.math,
             start=resume,
             keep=lambda done, drawn, key=key, batch=batch: _keep(
-                spec, space_dir, key, batch, done, drawn
+                spec, space_dir, key, batch, done, drawn, kept
             ),
             keep_every=spec.snapshot_seconds,
             steps=lambda n: steps.__setitem__(0, steps[0] + n),
@@ -233,6 +236,7 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
                         "seed": point["seed"],
                         "decoded_with": point["cells"][0],
                         "model": spec.model["identity"],
+                        "first_step": resume[0] * hop if resume else 0,
                         **({"made_on": made_on} if made_on else {}),
                     },
                 )
@@ -242,10 +246,12 @@ def render_shard(spec: ShardSpec, space_dir, progress=None, made_on: str | None 
     return {"seconds": seconds, "decoded": len(todo), "records": records, "steps": steps[0]}
 
 
-def _keep(spec: ShardSpec, space_dir, key: str, batch: list[int], done: int, drawn) -> None:
+def _keep(spec: ShardSpec, space_dir, key: str, batch: list[int], done: int, drawn, kept) -> None:
     """A snapshot of the batch, and the audio so far of each of its cells."""
     snapshots.save(space_dir, key, done, drawn)
     snapshots.save_partial(space_dir, [spec.points[i]["cells"] for i in batch], drawn)
+    if kept:
+        kept(key)
 
 
 def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:

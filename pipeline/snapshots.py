@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import numpy as np
 
-from . import signals, warn
+from . import SoundspaceError, signals, warn
 from .audio import SAMPLE_RATE
 from .files import atomic_write, parse_json, real_folder
 from .output import STATE, cell_wav
@@ -77,6 +78,17 @@ def save(store: Path, key: str, frames: int, drawn: np.ndarray) -> None:
     with signals.held():  # a second signal must not cut the snapshot the first one asked for
         real_folder(store, FOLDER.as_posix())
         atomic_write(path(store, key), json.dumps(header).encode() + b"\n" + data.tobytes())
+
+
+def restore(store: Path, key, data) -> None:
+    """Put a snapshot received from elsewhere (a lost Ray task's) where `load` looks for it: it
+    is checked there like any other; only its name is checked here, as it becomes a file name."""
+    if not (
+        isinstance(key, str) and re.fullmatch(r"[0-9a-f]{64}", key) and isinstance(data, bytes)
+    ):
+        raise SoundspaceError(f"refusing snapshot {str(key)[:70]!r}: not a batch key and bytes")
+    real_folder(store, FOLDER.as_posix())
+    atomic_write(path(store, key), data)
 
 
 def load(store: Path, key: str, batch: int, frames: int, hop: int) -> tuple[int, np.ndarray] | None:

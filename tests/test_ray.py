@@ -103,7 +103,7 @@ def test_a_killed_worker_is_retried_and_redoes_only_unfinished_cells(tmp_path, c
     def kill_worker_after_first_cell():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            for folder in scratch.glob("*"):
+            for folder in scratch.glob("node-*/*"):  # a node's shard folders
                 if list((folder / ".soundspace" / "cells").glob("*.json")):
                     pid = int((folder / "worker.pid").read_text())
                     os.kill(pid, signal.SIGKILL)
@@ -173,7 +173,7 @@ def test_a_failing_task_is_not_retried_and_stops_the_others(tmp_path, cluster):
                                        (spec(1, "0" * 64), space)], quiet))
         assert time.monotonic() - started < 60  # not after the long shard
         time.sleep(5)  # the long shard, if it started at all, ran in a worker that is now gone
-        for pid_file in (tmp_path / "scratch").glob("s-1of2-*/worker.pid"):
+        for pid_file in (tmp_path / "scratch").glob("node-*/s-1of2-*/worker.pid"):
             with pytest.raises(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), 0)
     finally:

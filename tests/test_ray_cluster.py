@@ -122,10 +122,11 @@ def cluster(tmp_path):
         yield nodes
 
 
-def generate_on(nodes, data, folder):
+def generate_on(nodes, data, folder, **fields):
     """`soundspace generate` in the head's namespace, as a user would run it there."""
     flow = workflow(folder, backend="ray", shard_size=1, decode_batch=1,
-                    ray={"address": nodes.address, "retries": 3, "scratch": str(folder / "scratch")})
+                    ray={"address": nodes.address, "retries": 3, "scratch": str(folder / "scratch")},
+                    **fields)
     nodes.run(nodes.head, sys.executable, "-m", "pipeline.cli", "generate", "--workflow", str(flow),
               "--dataset", str(data), "--no-pictures", timeout=600)
     return folder / "out" / "space"
@@ -163,23 +164,35 @@ def test_shards_run_on_both_nodes_and_the_space_equals_the_local_one(tmp_path, c
     # The workers took the model from the object store, not from the driver's path.
     identity = json.loads((space / "manifest.json").read_text())["model"]["identity"]
     assert (tmp_path / "ray" / "scratch" / "models" / identity / "model.json").is_file()
-    # Every task's scratch folder was removed once its cells were in the reply.
-    assert sorted(p.name for p in (tmp_path / "ray" / "scratch").iterdir()) == ["models"]
+    # Every task's scratch folder (in its node's) was removed once its cells were in the reply.
+    scratch = tmp_path / "ray" / "scratch"
+    assert sorted(p.name for p in scratch.iterdir() if not p.name.startswith("node-")) == ["models"]
+    assert [list(p.iterdir()) for p in scratch.glob("node-*")] == [[], []]
+
+
+def _frames(path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.readline())["frames"]
+    except (OSError, ValueError, KeyError):
+        return 0  # being written, or gone with its finished shard
 
 
 def test_losing_the_worker_node_mid_run_still_completes_the_space(tmp_path, cluster):
-    data = dataset(tmp_path / "d", length=0.15)
-    scratch = tmp_path / "ray" / "scratch"
+    """Issue 30: the worker node is lost about 70 % into a shard; the task is rerun on the head
+    from the last snapshot it streamed home (no disk is shared between the nodes' scratch
+    folders), which the rerun's cell records say (their first step is not 0)."""
+    data = dataset(tmp_path / "d", length=1.0)  # 31 frames a shard
+    scratch = tmp_path / "ray" / "scratch" / f"node-{cluster.worker_ip}"
     outcome = []
     driver = threading.Thread(target=lambda: outcome.append(
-        _outcome(generate_on, cluster, data, tmp_path / "ray")))
+        _outcome(lambda: generate_on(cluster, data, tmp_path / "ray", snapshot_seconds=0.05))))
     driver.start()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and driver.is_alive():  # a shard in progress on the worker
-        worker_pids = set(ip("netns", "pids", cluster.worker).stdout.split())
-        if any(_read(p) in worker_pids for p in scratch.glob("space-*/worker.pid")):
+    while time.monotonic() < deadline and driver.is_alive():  # a shard 70 % done on the worker
+        if any(_frames(p) >= 22 for p in scratch.glob("space-*/.soundspace/snapshots/*")):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert driver.is_alive(), f"the run ended before a shard ran on the worker node: {outcome}"
     cluster.kill(cluster.worker)
     driver.join(600)
@@ -189,3 +202,7 @@ def test_losing_the_worker_node_mid_run_still_completes_the_space(tmp_path, clus
     assert len(wavs(space)) == 9
     assert f"ray node {cluster.head_ip}" in made_on(space)
     assert wavs(space) == wavs(local_space(data, tmp_path / "local"))
+    records = [json.loads(p.read_text()) for p in (space / ".soundspace" / "cells").glob("*.json")]
+    resumed = [r for r in records if r["first_step"] > 0]
+    assert resumed and all(r["made_on"] == f"ray node {cluster.head_ip}" for r in resumed)
+    assert all(r["first_step"] >= 21 * 512 for r in resumed)  # from its last snapshot

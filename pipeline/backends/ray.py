@@ -13,9 +13,13 @@ by the task once its files are in the reply.
 
 `device: auto` becomes `cuda` when the cluster has GPUs, and then every task asks Ray for one
 (Ray gives each task its own); `cuda` on a cluster without GPUs is refused before any task
-starts. A task whose worker or node dies is rerun by Ray up to `ray.retries` times, on any node;
-on the same node the rerun finds the cells the first attempt finished and makes only the rest.
-An exception inside a task is not retried (it would fail the same way). Either failure cancels
+starts. A task is a Ray generator: while it decodes it yields each snapshot its decode keeps
+(`snapshots.py`), and the driver holds the last one of each batch. A task whose worker or node
+dies is rerun by the driver up to `ray.retries` times, on any node, with those snapshots: it
+resumes inside its sounds wherever it lands, no disk shared between nodes (each node keeps its
+scratch files in its own folder); on the same node the rerun also finds the cells the first
+attempt finished and makes only the rest. An exception inside a task is not rerun (it would fail
+the same way). Either failure cancels
 every other task of the run and ends it with one line; the cells merged before stay for a rerun
 (a failed task's scratch folder stays too: a rerun on that node resumes from it).
 Ray is an optional extra: `scripts/install ray` (pip install '.[ray]').
@@ -25,12 +29,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
-from dataclasses import replace
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from .. import SoundspaceError, output
+from .. import SoundspaceError, output, snapshots
 from ..files import inside
 from ..nsynth.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ..shards import ShardSpec, model_on_node, render_shard
@@ -47,9 +54,11 @@ def _scratch(spec: ShardSpec, root: Path) -> Path:
     return root / f"{spec.space}-{spec.index + 1}of{spec.count}-{keys}"
 
 
-def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list) -> dict:
-    """The Ray task: render into this node's scratch folder, return the files and the result.
-    `model_ref` is a list so that Ray does not fetch the model for a node that has it."""
+def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list, resume: dict):
+    """The Ray task, a generator: render into this node's scratch folder; yield each snapshot its
+    decode keeps (`{"snapshot": key, "data": bytes}`), then the files and the result. `resume`:
+    the last snapshot of each batch the driver received from an attempt that was lost. `model_ref`
+    is a list so that Ray does not fetch the model for a node that has it."""
     import ray
 
     root = _scratch_root(scratch_root)
@@ -60,11 +69,36 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list)
 
     folder = model_on_node(root / "models" / spec.model["identity"], fetch)
     spec.model = {**spec.model, "path": str(folder)}
-    scratch = _scratch(spec, root)
-    scratch.mkdir(parents=True, exist_ok=True)
-    output.atomic_write(scratch / "worker.pid", str(os.getpid()).encode())
     node = ray.util.get_node_ip_address()
-    result = render_shard(spec, scratch, made_on=f"ray node {node}")
+    scratch = _scratch(spec, root / f"node-{node}")  # one node's files, whatever disks they share
+    scratch.mkdir(parents=True, exist_ok=True)
+    for key, data in resume.items():
+        snapshots.restore(scratch, key, data)
+    output.atomic_write(scratch / "worker.pid", str(os.getpid()).encode())
+    found: queue.Queue = queue.Queue()
+
+    def work() -> None:  # in a thread, so that this generator can yield while it decodes
+        try:
+            result = render_shard(
+                spec,
+                scratch,
+                made_on=f"ray node {node}",
+                kept=lambda key: found.put(("snapshot", key, snapshots.path(scratch, key))),
+            )
+            found.put(("done", result, None))
+        except BaseException as error:  # raised here in the task, as Ray reports it
+            found.put(("error", error, None))
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        kind, value, where = found.get()
+        if kind == "snapshot":
+            yield {"snapshot": value, "data": where.read_bytes()}
+            continue
+        if kind == "error":
+            raise value
+        result = value
+        break
     del result["records"]  # the driver takes records only from the files it checks
     files = {}
     for point in spec.points:
@@ -74,7 +108,7 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list)
                 scratch / output.RECORDS / f"{name}.json"
             ).read_bytes()
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"result": result, "files": files, "node": node}
+    yield {"result": result, "files": files, "node": node}
 
 
 def _model_files(folder) -> dict[str, bytes]:
@@ -137,27 +171,49 @@ class RayBackend:
         for spec, _ in tasks:
             if spec.model["identity"] not in models:
                 models[spec.model["identity"]] = [ray.put(_model_files(spec.model["path"]))]
+        # The driver reruns a lost task itself (Ray would rerun it from its first step): the
+        # rerun gets the last snapshot of each batch the lost attempt sent.
         remote = ray.remote(render_on_worker).options(
-            max_retries=self.settings.retries, retry_exceptions=False, num_cpus=1, num_gpus=gpus
+            num_returns="streaming",
+            max_retries=0,
+            retry_exceptions=False,
+            num_cpus=1,
+            num_gpus=gpus,
         )
 
-        index = {}  # object ref of a started task -> the task's number
+        def submit(attempt: _Attempt) -> None:
+            spec = tasks[attempt.task][0]
+            attempt.stream = remote.remote(
+                replace(spec, device=device),
+                self.settings.scratch,
+                models[spec.model["identity"]],
+                dict(attempt.kept),
+            )
 
         def start(i):
-            spec = tasks[i][0]
-            ref = remote.remote(
-                replace(spec, device=device), self.settings.scratch, models[spec.model["identity"]]
-            )
-            index[ref] = i
-            return ref
+            attempt = _Attempt(i)
+            submit(attempt)
+            return attempt
 
-        def wait(refs):
-            done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
-            return [(ref, lambda ref=ref: finish(ref)) for ref in done]
+        def wait(attempts):
+            ready, _ = ray.wait([a.stream for a in attempts], num_returns=1, timeout=0.5)
+            ended = []
+            for attempt in attempts:
+                if attempt.stream not in ready:
+                    continue
+                item = self._next(ray, attempt, tasks[attempt.task][0])
+                if item is None:  # lost: submitted again from its snapshots
+                    submit(attempt)
+                elif "snapshot" in item:
+                    attempt.kept[item["snapshot"]] = item["data"]
+                else:
+                    ended.append(
+                        (attempt, lambda attempt=attempt, item=item: finish(attempt, item))
+                    )
+            return ended
 
-        def finish(ref):
-            spec, store = tasks[index[ref]]
-            reply = self._reply(ray, ref, spec)
+        def finish(attempt, reply):
+            spec, store = tasks[attempt.task]
             merged, records, missing = receive(
                 reply["files"], spec, Path(store), f"Ray node {reply.get('node')}"
             )
@@ -170,24 +226,40 @@ class RayBackend:
             progress(merged * spec.decoded_samples)
             return {**reply["result"], "records": records}
 
-        def cancel(refs):
-            for ref in refs:
-                ray.cancel(ref, force=True)
+        def cancel(attempts):
+            for attempt in attempts:
+                ray.cancel(attempt.stream, force=True)
 
         # Ray queues what its cluster cannot run yet: every task is started at once.
         yield from run_tasks(len(tasks), len(tasks), start, wait, cancel)
 
-    def _reply(self, ray, ref, spec: ShardSpec) -> dict:
+    def _next(self, ray, attempt: _Attempt, spec: ShardSpec) -> dict | None:
+        """The task's next item, or None when its worker or node was lost and it may run again
+        (at most `ray.retries` times); a failure inside the task is never rerun."""
         shard = f"shard {spec.index + 1}/{spec.count} of {spec.space}"
         keep = "Finished cells are kept: run the same command again"
         try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as error:  # raised inside the task: never retried
+            return ray.get(next(attempt.stream))
+        except ray.exceptions.RayTaskError as error:  # raised inside the task
             cause = getattr(error, "cause", None) or str(error).splitlines()[0]
             raise SoundspaceError(f"{shard} failed on a Ray worker: {cause}. {keep}") from None
-        except ray.exceptions.RayError as error:  # its worker or node was lost every time
+        except (ray.exceptions.RayError, StopIteration) as error:  # its worker or node was lost
+            if attempt.reruns < self.settings.retries:
+                attempt.reruns += 1
+                return None
             raise SoundspaceError(
-                f"{shard}: its Ray worker or node was lost, and Ray's reruns (ray.retries = "
-                f"{self.settings.retries}) did not complete it: {str(error).splitlines()[0]}. "
-                f"{keep}"
+                f"{shard}: its Ray worker or node was lost, and the reruns (ray.retries = "
+                f"{self.settings.retries}) did not complete it: "
+                f"{(str(error) or type(error).__name__).splitlines()[0]}. {keep}"
             ) from None
+
+
+@dataclass(eq=False)  # a handle of the task loop: hashed by identity
+class _Attempt:
+    """A shard's Ray task: its current stream, the reruns it took, the last snapshot of each of
+    its batches received so far (key -> bytes, what a rerun starts from)."""
+
+    task: int
+    stream: Any = None
+    reruns: int = 0
+    kept: dict = field(default_factory=dict)
