@@ -266,6 +266,9 @@ def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -
         spec.device = device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for saved in sorted((Path(spec_dir) / snapshots.FOLDER).glob("*" + snapshots.SUFFIX)):
+        if saved.is_file() and not saved.is_symlink():  # an earlier job's, sent with the spec
+            snapshots.restore(out, saved.name.removesuffix(snapshots.SUFFIX), saved.read_bytes())
     total = len(survey(spec, out)[0]) * spec.decoded_samples
     done, next_report = 0, 0.0
 

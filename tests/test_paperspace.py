@@ -113,6 +113,25 @@ def test_several_jobs_and_a_preempted_one_resubmitted(tmp_path, standin):
     assert len(sizes) == 4 and sizes[0] < sizes[-1]  # the resubmission carries only what was missing
 
 
+def test_a_job_preempted_mid_sound_is_resubmitted_with_its_snapshot(tmp_path, standin):
+    """Issue 30: the machine is reclaimed (the job's process killed) once its decode has kept a
+    snapshot in /artifacts; the backend downloads it with the job's artifacts, sends it in the
+    resubmitted job's workspace, and that job resumes inside the sounds: its cells' records
+    say the step they began at, and every WAV equals a local run's."""
+    standin.faults.preempt_mid_sound = 1
+    data = dataset(tmp_path / "d", length=1.0, resolution=2)
+    flow = paperspace_workflow(tmp_path / "ps", standin, decode_batch=4, snapshot_seconds=0.05)
+    result = generate_space(data, flow, progress=False, log=quiet)
+    states = [j.state for j in standin.jobs.values()]
+    assert states == ["Preempted", "Stopped"]
+    records = [json.loads(p.read_text())
+               for p in (result.space_dir / ".soundspace" / "cells").glob("*.json")]
+    assert len(records) == 4 and all(r["first_step"] > 0 for r in records)
+    local = generate_space(data, workflow(tmp_path / "local", decode_batch=4), progress=False,
+                           log=quiet)
+    assert wavs(result.space_dir) == wavs(local.space_dir)
+
+
 def test_429_and_500_bursts_are_absorbed(tmp_path, standin):
     standin.faults.http_429, standin.faults.http_500 = 3, 2
     flow = paperspace_workflow(tmp_path, standin)

@@ -61,6 +61,7 @@ class Faults:
     fail: int = 0  # N jobs exit 1 without running their command ...
     fail_after_jobs: int = 0  # ... once this many jobs have started normally
     preempt: int = 0  # the next N jobs are preempted once they have finished one cell
+    preempt_mid_sound: int = 0  # the next N jobs are preempted once a decode kept a snapshot
     slow_seconds: float = 0.0  # every job waits this long in Pending
     bad_artifact: bool = False  # artifact lists also name a file "../x"
     bad_job_id: bool = False  # createJob answers the job id "../.." (a hostile server)
@@ -204,8 +205,10 @@ class StandIn:
             self.started_jobs += 1
             fail = self.faults.fail > 0 and self.started_jobs > self.faults.fail_after_jobs
             preempt = not fail and self.faults.preempt > 0
+            mid_sound = not fail and not preempt and self.faults.preempt_mid_sound > 0
             self.faults.fail -= fail
             self.faults.preempt -= preempt
+            self.faults.preempt_mid_sound -= mid_sound
         if fail:
             self._log(job, "injected failure: the job's machine could not run the command")
             job.state, job.exit_code, job.finished = "Failed", 1, _now()
@@ -220,8 +223,9 @@ class StandIn:
             job.state, job.error, job.finished = "Error", f"cannot start the command: {error}", _now()
             self._log(job, "PSEOF")
             return
-        if preempt:
-            threading.Thread(target=self._preempt_after_one_cell, args=(job,), daemon=True).start()
+        if preempt or mid_sound:
+            made = ".soundspace/cells/*.json" if preempt else ".soundspace/snapshots/*.snapshot"
+            threading.Thread(target=self._preempt_once, args=(job, made), daemon=True).start()
         for line in job.process.stdout:
             self._log(job, line.rstrip("\n"))
         code = job.process.wait()
@@ -234,9 +238,10 @@ class StandIn:
             job.state, job.exit_code = "Failed", code
         self._log(job, "PSEOF")
 
-    def _preempt_after_one_cell(self, job: Job) -> None:
-        records = job.folder / "artifacts" / ".soundspace" / "cells"
-        while job.process.poll() is None and not list(records.glob("*.json")):
+    def _preempt_once(self, job: Job, made: str) -> None:
+        """Reclaim the job's machine once its artifacts hold a file matching `made`."""
+        artifacts = job.folder / "artifacts"
+        while job.process.poll() is None and not list(artifacts.glob(made)):
             time.sleep(0.01)
         if job.process.poll() is None:
             job.state = "Preempted"

@@ -31,7 +31,7 @@ import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from ... import SoundspaceError
+from ... import SoundspaceError, snapshots
 from ...files import inside, parse_json
 from ...shards import SHARD_MANIFEST, ShardSpec
 from ...space import WORK_NAME
@@ -44,6 +44,7 @@ TERMINAL = RETRIED | {"stopped", "cancelled"}
 # The files of a job that belong to the space: cells (or a library's decodes) and their records.
 CELL_FILE = re.compile(rf"^({WORK_NAME.pattern})\.wav$")
 RECORD_FILE = re.compile(rf"^\.soundspace/cells/({WORK_NAME.pattern})\.json$")
+SNAPSHOT_FILE = re.compile(r"^\.soundspace/snapshots/([0-9a-f]{64})\.snapshot$")
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a job id becomes part of URLs and log lines
 
 
@@ -116,13 +117,17 @@ class PaperspaceBackend:
             return
         self.log(f"stopped job {job_id}")
 
-    def _workspace(self, spec: ShardSpec) -> bytes:
+    def _workspace(self, spec: ShardSpec, kept: dict) -> bytes:
+        """The job's workspace: the shard spec, and the snapshots an earlier job of it left."""
         with tempfile.TemporaryDirectory() as tmp:
             spec.save(Path(tmp) / "shard")
+            for key, data in kept.items():
+                snapshots.restore(Path(tmp) / "shard", key, data)
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for path in sorted((Path(tmp) / "shard").iterdir()):
-                    archive.write(path, f"shard/{path.name}")
+                for path in sorted((Path(tmp) / "shard").rglob("*")):
+                    if path.is_file():
+                        archive.write(path, f"shard/{path.relative_to(Path(tmp) / 'shard')}")
         return buffer.getvalue()
 
     def _run_shard(self, spec: ShardSpec, space_dir: Path, progress) -> dict:
@@ -131,6 +136,7 @@ class PaperspaceBackend:
         attempts, decoded = 0, 0
         spent: dict[str, float] = {}
         records: dict[str, dict] = {}
+        kept: dict[str, bytes] = {}  # the last snapshot of each batch: a resubmission resumes it
         while True:
             if self.stopping.is_set():
                 raise SoundspaceError(f"{label}: not started, the run is stopping")
@@ -157,7 +163,7 @@ class PaperspaceBackend:
                     "envVars": json.dumps({"SOUNDSPACE_SHARD": f"{spec.index + 1}/{spec.count}"}),
                     "isPreemptible": str(self.settings.preemptible).lower(),
                 },
-                self._workspace(todo),
+                self._workspace(todo, kept),
                 "shard.zip",
             )
             job_id = job.get("id")
@@ -177,7 +183,7 @@ class PaperspaceBackend:
                 self.active.discard(job_id)
             state = str(job.get("state", "")).lower()
             merged, seconds = self._collect(
-                job_id, todo, space_dir, records, complete=state == "stopped"
+                job_id, todo, space_dir, records, kept, complete=state == "stopped"
             )
             decoded += merged
             for stage, value in seconds.items():
@@ -249,16 +255,29 @@ class PaperspaceBackend:
             )
 
     def _collect(
-        self, job_id: str, spec: ShardSpec, space_dir: Path, records: dict, complete: bool
+        self,
+        job_id: str,
+        spec: ShardSpec,
+        space_dir: Path,
+        records: dict,
+        kept: dict,
+        complete: bool,
     ) -> tuple:
         """Download the job's artifacts, verify every cell and merge the good ones into the space,
-        adding their records to `records`. Returns the points merged and the job's seconds per
-        stage (from its shard manifest); with `complete`, every cell of `spec` must be there."""
+        adding their records to `records`, and its snapshots to `kept` (checked where they are
+        used). Returns the points merged and the job's seconds per stage (from its shard
+        manifest); with `complete`, every cell of `spec` must be there."""
         found = {}
         for item in self.jobs.artifacts(job_id):
             name = str(item.get("file", ""))
             inside(space_dir, name, f"artifact of job {job_id}")
-            if not (CELL_FILE.match(name) or name == SHARD_MANIFEST or RECORD_FILE.match(name)):
+            snapshot = SNAPSHOT_FILE.match(name)
+            if not (
+                CELL_FILE.match(name)
+                or name == SHARD_MANIFEST
+                or RECORD_FILE.match(name)
+                or snapshot
+            ):
                 continue  # something else the job wrote: not part of the space
             url = item.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -266,6 +285,8 @@ class PaperspaceBackend:
                     f"artifact {name} of job {job_id} has no download link ({str(url)[:60]!r})"
                 )
             found[name] = self.jobs.download(url)
+            if snapshot:
+                kept[snapshot.group(1)] = found.pop(name)
         try:
             seconds = parse_json(found.pop(SHARD_MANIFEST, b"{}")).get("seconds", {})
         except (ValueError, AttributeError):
