@@ -190,6 +190,7 @@ class Run:
                     f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''});"
                     " run the command again"
                 )
+            snapshots.clear(self.plan_.store)  # nothing is in flight: left by older plans
             self.planner.write(self.records)
             self.save_unfinished()  # now lacking only its page
         with self.watch("explore"):
