@@ -170,6 +170,13 @@ class Run:
             },
         )
 
+    def catch_up(self) -> None:
+        """After a stop: a worker may have written cells whose records never reached the run (it
+        was finishing its shard as the stop came), so the decodes not recorded are looked up in
+        the store (each checked: key and sha256) before the manifest says what is missing."""
+        left = [p for p in self.plan_.points if any(n not in self.records for n in p["cells"])]
+        self.records.update(finished_records(self.plan_.store, left))
+
     def save_unfinished(self) -> int:
         """Save the manifest as `incomplete`, saying what is missing (and how many seconds of a
         missing cell its last snapshot holds); returns the decodes left."""
@@ -276,6 +283,7 @@ def generate_spaces(
         except BaseException:
             for run in runs:  # what each run kept, for the user and the rerun
                 try:
+                    run.catch_up()
                     run.save_unfinished()
                 except OSError:
                     pass
