@@ -108,18 +108,6 @@ def _decode_worker(batch: int, frames: int, math_name: str, device: str) -> dict
     }
 
 
-# The demo model's size (models/n-synth/checkpoints/demo), built here with random weights.
-DEMO = {
-    "width": 32,
-    "skip_width": 32,
-    "layers": 20,
-    "stages": 5,
-    "ae_width": 16,
-    "ae_layers": 10,
-    "ae_stages": 10,
-    "bottleneck": 16,
-    "hop": 512,
-}
 SNAPSHOT_SOUND_SECONDS = 4.0  # the length the snapshot of a sound is priced at
 SNAPSHOT_INTERVAL = 60.0  # the workflow's default snapshot_seconds
 
@@ -138,10 +126,10 @@ def _snapshot_worker(size: str, batch: int, math_name: str, device: str) -> dict
     from . import snapshots
     from .nsynth import NSynth
     from .nsynth.generate import IncrementalDecoder, math_for, replay
-    from .nsynth.model import ModelConfig
+    from .nsynth.model import DEMO_CONFIG, ModelConfig
     from .nsynth.random_weights import make_weights
 
-    config = ModelConfig(**DEMO) if size == "demo" else ModelConfig()
+    config = DEMO_CONFIG if size == "demo" else ModelConfig()
     model = NSynth.from_weights(
         make_weights(0, config), device=device, stages=config.stages, hop=config.hop
     )

@@ -218,3 +218,16 @@ def test_decode_refuses_an_embedding_that_is_not_real_numbers(tiny_model_dir, tm
     assert err == (f"soundspace decode: error: {tmp_path / 'z.npy'} holds {values.dtype} values; "
                    "an embedding is real numbers (float32) as `soundspace encode` writes it\n")
     assert not (tmp_path / "o").exists()
+
+
+def test_train_takes_every_model_size_and_defaults_to_the_bundled_demo_model():
+    """The parser names the sizes without importing torch, so it must list ModelConfig's fields
+    exactly; the default size is the one the bundled demo model was trained at."""
+    import json
+
+    from pipeline.cli import MODEL_SIZES
+    from pipeline.nsynth.model import DEMO_CONFIG, ModelConfig
+
+    assert MODEL_SIZES == tuple(ModelConfig.__dataclass_fields__)
+    bundled = json.loads((DEMO_MODEL / "model.json").read_text())["config"]
+    assert DEMO_CONFIG.to_dict() == bundled

@@ -180,6 +180,14 @@ class ModelConfig:
         )
 
 
+# The demo model's size (models/n-synth/checkpoints/demo, the test suite's default model): what
+# `soundspace train` builds when no size is given (well under an hour on two CPU cores) and what
+# `soundspace bench` times beside the full-size model.
+DEMO_CONFIG = ModelConfig(
+    width=32, skip_width=32, layers=20, stages=5, ae_width=16, ae_layers=10, ae_stages=10
+)
+
+
 class Conv(nn.Module):
     """One Magenta conv layer: `W` is `[1, k, in, out]`, `y[t] = sum_j x[t + o_j] @ W[0, j] + b`."""
 
