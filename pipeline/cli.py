@@ -96,13 +96,13 @@ def cmd_explore(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    from . import explorer
+    from .explorer.serve import serve
 
     if not 0 <= args.port <= 65535:
         raise SoundspaceError(
             f"--port {args.port}: a TCP port is 1 to 65535 (0 picks a free one); try 8765"
         )
-    explorer.serve(args.space, args.port)
+    serve(args.space, args.port)
 
 
 def cmd_render_shard(args) -> None:

@@ -124,7 +124,7 @@ def read(folder, pitch: int | None = None, page_pending: bool = False) -> Finish
             f"{MANIFEST} and no {LIBRARY_MANIFEST}; give a folder that "
             "soundspace generate wrote"
         )
-    manifest = _json(folder / MANIFEST)
+    manifest = read_json(folder / MANIFEST)
     if manifest.get("format") == PAD_FORMAT:
         raise SoundspaceError(
             f"{folder} is one pad of the library {folder.parent}: give the "
@@ -169,7 +169,8 @@ def read_cell(cell: Cell) -> tuple[bytes, np.ndarray]:
     return data, audio[:, 0]
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A manifest's JSON object, or one line saying why it is not one."""
     try:
         data = parse_json(path.read_text())
     except OSError as error:
@@ -213,7 +214,8 @@ def _finished(manifest: dict, path: Path, page_pending: bool, lock: Path) -> Non
         )
 
 
-def _config(cls, data, path: Path):
+def stored_config(cls, data, path: Path):
+    """The space's or library's configuration a manifest stores, validated again."""
     try:
         return cls.model_validate(data)
     except ValidationError as error:
@@ -361,7 +363,7 @@ def _instrument(name: str, label: str | None) -> Instrument:
 def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) -> Finished:
     path = folder / MANIFEST
     _finished(manifest, path, page_pending, folder / LOCK)
-    space = _config(SpaceConfig, manifest.get("space"), path)
+    space = stored_config(SpaceConfig, manifest.get("space"), path)
     pitches = _pitch(pitch)
     corners = tuple(
         _instrument(Path(space.sounds[k].file).stem, space.sounds[k].label) for k in space.labels
@@ -386,14 +388,14 @@ def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) 
 
 def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
     path = folder / LIBRARY_MANIFEST
-    manifest = _json(path)
+    manifest = read_json(path)
     if manifest.get("format") != LIBRARY_FORMAT:
         raise SoundspaceError(
             f"{path} is not a library manifest ({LIBRARY_FORMAT}); give a "
             "folder that soundspace generate wrote"
         )
     _finished(manifest, path, page_pending, folder / DECODES / LOCK)
-    library = _config(LibraryConfig, manifest.get("library"), path)
+    library = stored_config(LibraryConfig, manifest.get("library"), path)
     if library.pitches is not None and pitch is not None:
         raise SoundspaceError(
             f"--pitch is for a space, whose files do not say their note; the "
@@ -439,7 +441,7 @@ def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
                 f"{path} lists pad {name}, but {lost} missing (deleted?): run the same generate "
                 "command again to restore it"
             )
-        pad_manifest = _json(pad_dir / PAD_MANIFEST)
+        pad_manifest = read_json(pad_dir / PAD_MANIFEST)
         if pad_manifest.get("format") != PAD_FORMAT or pad_manifest.get("pad") != name:
             raise SoundspaceError(
                 f"{pad_dir / PAD_MANIFEST} is not the manifest of pad {name}; {_REWRITE}"

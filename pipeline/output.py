@@ -146,6 +146,14 @@ def remove_stale_cells(space_dir: Path, names: set) -> list[str]:
     return removed
 
 
+def remove_records_except(space_dir: Path, finished: set) -> None:
+    """The plan is made: a record not of a finished cell (another key: the cell is made again)
+    goes, so that while the run decodes, a record says a cell of this run is finished."""
+    for path in (space_dir / RECORDS).glob("*.json"):
+        if path.stem not in finished:
+            path.unlink(missing_ok=True)
+
+
 def write_manifest(space_dir: Path, manifest: dict) -> None:
     atomic_write(
         space_dir / MANIFEST, (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode()

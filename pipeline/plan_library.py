@@ -205,6 +205,10 @@ class LibraryPlanner:
                     "decodes_finished": len(records),
                     "decoded_by_this_run": progress["decoded"],
                 },
+                # each pitch's sound length: how far along a decode in flight is (the live page)
+                "decode_seconds": [
+                    [pitch, library.samples[pitch] / SAMPLE_RATE] for pitch in library.pitches
+                ],
                 "pad_files": self.placed,
                 "cost": library.cost(),
                 "sounds_sha256": self.sounds_sha256,

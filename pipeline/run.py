@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import SoundspaceError, files, snapshots
+from . import SoundspaceError, files, output, snapshots
 from .backends import backend_for
 from .config import LibraryConfig, load_space
 from .files import megabytes
@@ -98,6 +98,8 @@ class Run:
             self.plan_ = plan = self.planner.plan(locks, wait, log, pictures)
             try:
                 self.records = finished_records(plan.store, plan.points)
+                output.remove_records_except(plan.store, set(self.records))  # made again
+                self.planned = {name for point in plan.points for name in point["cells"]}
                 self.todo = {
                     spec.index: [
                         i
@@ -170,6 +172,12 @@ class Run:
             },
         )
 
+    def save_running(self) -> None:
+        """While the decode runs: the manifest says which cells are finished and how many seconds
+        of each cell in flight its last snapshot holds (what `soundspace serve` also shows)."""
+        partial = snapshots.partial_seconds(self.plan_.store, self.planned - set(self.records))
+        self.save("running", {"in_progress": partial} if partial else None)
+
     def catch_up(self) -> None:
         """After a stop: a worker may have written cells whose records never reached the run (it
         was finishing its shard as the stop came), so the decodes not recorded are looked up in
@@ -181,8 +189,7 @@ class Run:
         """Save the manifest as `incomplete`, saying what is missing (and how many seconds of a
         missing cell its last snapshot holds); returns the decodes left."""
         missing = self.planner.missing(self.records)
-        names = [n for point in self.plan_.points for n in point["cells"] if n not in self.records]
-        partial = snapshots.partial_seconds(self.plan_.store, names)
+        partial = snapshots.partial_seconds(self.plan_.store, self.planned - set(self.records))
         self.save("incomplete", {**missing, **({"in_progress": partial} if partial else {})})
         return self.left()
 
@@ -274,6 +281,9 @@ def generate_spaces(
                 for planned in runs[:n]:  # refused together: none is left `running`
                     planned.abandon()
                 raise
+        for run in runs:
+            if run.left():
+                log(f"listen while it is made: soundspace serve {run.folder}")
         try:
             decode_seconds = _decode(runs, progress)
         except OSError as error:
@@ -316,9 +326,36 @@ def _decode(runs: list[Run], progress: bool) -> float:
             file=sys.stderr,
         ) as bar:
             backend = backend_for(runs[0].workflow)
-            for i, result in backend.run([task for task, _ in tasks], bar.update):
+            manifests = Refresher(runs)
+
+            def advance(samples: int) -> None:
+                bar.update(samples)
+                manifests.due()
+
+            for i, result in backend.run([task for task, _ in tasks], advance):
                 tasks[i][1].shard_done(result)
+                manifests.due()
     return time.perf_counter() - start
+
+
+class Refresher:
+    """The manifests of runs decoding, rewritten (`Run.save_running`) as the decode goes, every
+    REFRESH_SECONDS or, where a manifest is large (a library of thousands of cells), at most 5 %
+    of the time (20 times as long as the last rewrite took)."""
+
+    REFRESH_SECONDS = 2.0
+
+    def __init__(self, runs: list[Run]):
+        self.runs, self.last, self.spent = runs, time.perf_counter(), 0.0
+
+    def due(self) -> None:
+        now = time.perf_counter()
+        if now - self.last < max(self.REFRESH_SECONDS, 20 * self.spent):
+            return
+        for run in self.runs:
+            run.save_running()
+        self.last = time.perf_counter()
+        self.spent = self.last - now
 
 
 def _disk_full(error: OSError, runs: list[Run], pictures: bool) -> str:

@@ -158,16 +158,25 @@ def save_partial(store: Path, cells: list[list[str]], drawn: np.ndarray) -> None
             atomic_write(folder / f"{name}.wav", data)
 
 
-def partial_seconds(store: Path, names) -> dict:
-    """How many seconds of each of these cells a snapshot holds (its partial WAV's length)."""
-    found = {}
-    for name in names:
-        try:
-            size = os.lstat(Path(store) / PARTIAL / f"{name}.wav").st_size
-        except OSError:
-            continue
-        found[name] = round(max(0, size - 44) / 2 / SAMPLE_RATE, 3)
-    return found
+def partial_seconds(store: Path, names: set) -> dict:
+    """How many seconds of each of these cells its last snapshot holds (its partial WAV's
+    length); the folder is listed, as it holds only the cells in flight."""
+    found: dict[str, float] = {}
+    try:
+        entries = list(os.scandir(Path(store) / PARTIAL))
+    except OSError:
+        return found
+    for entry in entries:
+        name = entry.name.removesuffix(".wav")
+        if name in names and entry.name.endswith(".wav"):
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+            found[name] = round(max(0, size - 44) / 2 / SAMPLE_RATE, 3)
+    return dict(sorted(found.items()))
 
 
 def remove(store: Path, key: str) -> None:

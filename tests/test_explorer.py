@@ -505,3 +505,168 @@ def test_explore_of_a_cell_that_is_not_audio_is_one_line(local_test_space, tmp_p
     assert err.count("\n") == 1 and "0x" not in err and "internal error" not in err, err
     assert f"cannot read {space / 'x01_y01.wav'} as audio (" in err
     assert "run the same generate command again" in err
+
+
+def page_script(driver, script, default=None):
+    """A script's value, or `default` while the page is between two documents (a reload)."""
+    from selenium.common.exceptions import JavascriptException, WebDriverException
+
+    try:
+        return driver.execute_script(script)
+    except (JavascriptException, WebDriverException):
+        return default
+
+
+def wait_until(driver, script, timeout=60.0):
+    """Wait until a script returns something true; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = page_script(driver, script)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{script} stayed false for {timeout} s")
+
+
+@pytest.mark.browser
+def test_a_space_is_heard_while_it_is_made_then_plays_its_finished_cells(tmp_path):
+    """Issue 30, item 5: over `soundspace serve` during a run, the page shows each cell
+    finished, in progress (how far) or waiting; a pinned cell in progress plays its audio so far
+    and plays again as it grows; when the run ends the page reloads and plays the finished WAVs."""
+    import soundfile
+    from selenium.webdriver.common.by import By
+
+    from pipeline import snapshots
+
+    from .test_snapshots import start
+
+    data = dataset(tmp_path / "d", length=1.0)
+    flow = workflow(tmp_path, math="numpy", snapshot_seconds=0.2, shard_size=3, decode_batch=3)
+    space = tmp_path / "out" / "space"
+    run = start(data, flow)
+    server = driver = None
+    try:
+        deadline = time.monotonic() + 120
+        while not any((space / snapshots.PARTIAL).glob("*.wav")):  # planned, and decoding
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.05)
+        server = Served(space)
+        driver = chromium()
+        driver.get(server.url)
+        making = wait_until(driver, "const live = window.explorer.live; return live && Object.keys("
+                                    "live.cells).find(k => live.cells[k].state === 'making')")
+        assert "being made" in driver.find_element(By.ID, "live").text
+        states = driver.execute_script(
+            "return [...document.querySelectorAll('#pad .cell')].map(e => e.dataset.state)")
+        assert len(states) == 9 and "waiting" in states, states  # 3 decode at a time
+        cell = driver.find_element(By.CSS_SELECTOR, f'#pad .cell[data-name="{making}"]')
+        bar = cell.find_element(By.CSS_SELECTOR, ".made").get_attribute("style")
+        assert 0 < float(bar.split("width:")[1].split("%")[0]) < 100, bar
+
+        cell.click()  # pinned: it plays what is made of it so far
+        wait_for(driver, "return window.explorer.playing", making)
+        heard = driver.execute_script("return window.explorer.heard")
+        assert heard.startswith(f".soundspace/partial/{making}.wav?at="), heard
+        made = float(heard.split("?at=")[1])
+        rate = driver.execute_script("return window.explorer.context.sampleRate")
+        played = driver.execute_script("return window.explorer.voice.source.buffer.length")
+        # what was made when the page asked (the file may have grown since: never shorter)
+        assert 0 < made < 1.0 and made * rate - 2 <= played < 1.0 * rate, (made, played)
+        assert heard.split("?")[0] in server.wavs()[-1]
+        # It grows: the pinned cell plays again, longer (or, finished, its WAV).
+        wait_until(driver, f"return window.explorer.playing === {json.dumps(making)} && "
+                           f"window.explorer.voice.source.buffer.length > {played}")
+
+        assert run.wait(180) == 0, run.stderr.read()
+        # The run said complete: the page reloads as the finished one and plays the WAVs.
+        wait_until(driver, "return window.SOUNDSPACE && !window.SOUNDSPACE.live && "
+                           "document.readyState === 'complete'")
+        driver.find_element(By.CSS_SELECTOR, f'#pad .cell[data-name="{making}"]').click()
+        wait_for(driver, "return window.explorer.playing", making)
+        whole = len(soundfile.read(space / f"{making}.wav")[0])
+        played = driver.execute_script("return window.explorer.voice.source.buffer.length")
+        assert abs(played - whole * rate / 16000) <= 2, (played, whole)
+        assert driver.execute_script("return document.querySelectorAll('#pad .cell.waiting')"
+                                     ".length") == 0
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        if server is not None:
+            server.close()
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+            run.wait()
+
+
+@pytest.mark.browser
+def test_a_library_is_played_while_it_is_made_then_from_its_pads(tmp_path):
+    """Issue 30, item 5, for a library: the chosen pad's cells show their state over its
+    pitches, a note on a cell in progress plays its decode's audio so far, a note on one not
+    begun says it waits; when the run ends the page reloads and plays the pads' files."""
+    from selenium.webdriver.common.by import By
+
+    from pipeline import snapshots
+    from pipeline.pads import DECODES
+
+    from .test_library import small_library
+    from .test_snapshots import start
+
+    data = small_library(tmp_path / "d", length=0.5)
+    flow = workflow(tmp_path, math="numpy", snapshot_seconds=0.2, shard_size=4, decode_batch=4)
+    library = tmp_path / "out" / "lib"
+    run = start(data, flow)
+    server = driver = None
+    try:
+        deadline = time.monotonic() + 120
+        while not any((library / DECODES / snapshots.PARTIAL).glob("*.wav")):
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.05)
+        server = Served(library)
+        driver = chromium()
+        driver.get(server.url)
+        pad = "bass_guitar_keyboard_organ"
+        wait_for(driver, "return window.explorer.pad", pad)
+        find = ("const live = window.explorer.live; return live && Object.keys(live.cells)"
+                ".find(k => live.cells[k].state === '{}')")
+        making = wait_until(driver, find.format("making"))  # e.g. p48/x01_y00, on this pad
+        assert "being made" in driver.find_element(By.ID, "live").text
+        pitch, cell = int(making[1:3]), making.split("/")[1]
+        column, row = int(cell[1:3]), int(cell[5:7])
+        element = driver.find_elements(By.CSS_SELECTOR, "#pad .cell")[row * 3 + column]
+        assert element.get_attribute("data-state") == "making"
+        element.click()
+        driver.execute_script(f"window.explorer.noteOn({pitch})")
+        wait_until(driver, "return window.explorer.active().some(v => v.playing)")
+        voice = voices(driver)[0]
+        assert voice["path"].startswith(f"{DECODES}/{snapshots.PARTIAL.as_posix()}/d0{pitch}-"), voice
+        assert 0 < voice["buffer"] < 0.5 * driver.execute_script(
+            "return window.explorer.context.sampleRate")  # less than its 0.5 s
+        driver.execute_script(f"window.explorer.noteOff({pitch})")
+        waiting = page_script(driver, find.format("waiting"))
+        if waiting:  # a cell not begun (while any is left): a note says so, and plays nothing
+            pitch, cell = int(waiting[1:3]), waiting.split("/")[1]
+            driver.find_elements(By.CSS_SELECTOR, "#pad .cell")[
+                int(cell[5:7]) * 3 + int(cell[1:3])].click()
+            driver.execute_script(f"window.explorer.noteOn({pitch})")
+            assert "waiting to be made" in driver.find_element(By.ID, "status").text
+            driver.execute_script(f"window.explorer.noteOff({pitch})")
+
+        assert run.wait(180) == 0, run.stderr.read()
+        wait_until(driver, "return window.SOUNDSPACE_LIBRARY && !window.SOUNDSPACE_LIBRARY.live && "
+                           "document.readyState === 'complete'")
+        driver.find_elements(By.CSS_SELECTOR, "#pad .cell")[row * 3 + column].click()
+        driver.execute_script(f"window.explorer.noteOn({int(making[1:3])})")
+        wait_until(driver, "return window.explorer.active().some(v => v.playing)")
+        assert voices(driver)[0]["path"] == f"{pad}/{making}.wav"
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        if server is not None:
+            server.close()
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+            run.wait()

@@ -3,7 +3,8 @@
 It works opened straight from disk (file://): the manifest and every cell's WAV are embedded in
 `explorer-data.js`, loaded by a plain <script> tag (browsers refuse fetch() of local files, not
 scripts or images), and the thumbnails are ordinary <img> files. `soundspace serve SPACE` serves
-the folder on 127.0.0.1 for stricter browsers. A space whose sounds exceed `EMBED_BYTES` gets
+the folder on 127.0.0.1 for stricter browsers (`serve.py`), and the page while the space is being
+made (`live.py`). A space whose sounds exceed `EMBED_BYTES` gets
 no sounds in the page: it fetches each cell's WAV when it plays it, over `serve` (from disk it
 says so). A library's page is `library.py`. Nothing is fetched from the internet.
 """
@@ -13,34 +14,19 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import SoundspaceError, finished
-from ..config import SOUND_NAME
 from ..files import atomic_write, inside
-from ..output import EXPLORER_FILES, PICTURE, THUMBS
-from ..pads import LIBRARY_MANIFEST
-from ..space import CELL_NAME
+from ..output import EXPLORER_FILES, THUMBS
 from . import pictures
 
 INDEX, DATA = EXPLORER_FILES
 # explorer-data.js never grows beyond this: sounds are embedded (for file://, where a page may
 # not fetch) only while all of them fit; above it the page fetches them over `soundspace serve`.
 EMBED_BYTES = 8_000_000
-# What `serve` answers: the explorer's own files and nothing else of the folder.
-SERVED = re.compile(
-    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
-    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?"
-)
-# ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
-SERVED_LIBRARY = re.compile(
-    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
-    rf"/(?:(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav|{re.escape(PICTURE)}|"
-    rf"{THUMBS}/{CELL_NAME.pattern}\.png))?"
-)
 
 
 def page(template: str, title: str) -> bytes:
@@ -112,53 +98,3 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]
-
-
-def serve(space_dir, port: int = 8765) -> None:
-    """Serve a space's explorer on 127.0.0.1 until Ctrl-C: only the explorer's files (never the
-    WAVs' records, the manifest or anything a link points to), and only to requests addressed
-    to 127.0.0.1 or localhost (a web page elsewhere cannot reach it through DNS rebinding)."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    space_dir = Path(space_dir)
-    if not (space_dir / INDEX).is_file():
-        raise SoundspaceError(f"{space_dir} has no {INDEX}; run `soundspace explore {space_dir}`")
-    served = SERVED_LIBRARY if (space_dir / LIBRARY_MANIFEST).is_file() else SERVED
-
-    class ExplorerOnly(SimpleHTTPRequestHandler):
-        def send_head(self):
-            host = (self.headers.get("Host") or "").rsplit(":", 1)
-            assert isinstance(self.server, ThreadingHTTPServer)  # the server made below
-            if host[0] not in ("127.0.0.1", "localhost") or (
-                len(host) == 2 and host[1] != str(self.server.server_port)
-            ):
-                self.send_error(421, "Misdirected Request: this server answers 127.0.0.1 only")
-                return None
-            path = self.path.split("?", 1)[0].split("#", 1)[0]
-            if not served.fullmatch(path):
-                self.send_error(404, "Not an explorer file")
-                return None
-            try:
-                file = inside(space_dir, path.lstrip("/") or INDEX)
-            except SoundspaceError:
-                file = None
-            if file is None or file.is_symlink() or not file.is_file():
-                self.send_error(404, "Not an explorer file")
-                return None
-            return super().send_head()
-
-        def list_directory(self, path):
-            self.send_error(404, "Not an explorer file")
-            return None
-
-    handler = functools.partial(ExplorerOnly, directory=str(space_dir))
-    try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    except OSError as error:
-        raise SoundspaceError(f"cannot listen on 127.0.0.1:{port} ({error}); try --port") from None
-    print(
-        f"serving {space_dir} at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True
-    )
-    with server:
-        server.serve_forever()

@@ -22,9 +22,12 @@ function soundspacePlayer(sounds, key, onLoading) {
     }
     if (location.protocol === "file:") return Promise.reject(new Error("use soundspace serve"));
     player.fetched.push(path);
+    return get(path).then(r => r.arrayBuffer());
+  }
+  function get(path) {  // over `soundspace serve`
     return fetch(path).then(r => {
       if (!r.ok) throw new Error(path + ": HTTP " + r.status);
-      return r.arrayBuffer();
+      return r;
     });
   }
   // The decoded sound at `path` (a promise); a failed one is forgotten, so it is tried again.
@@ -84,6 +87,40 @@ function soundspacePlayer(sounds, key, onLoading) {
       " MB of sound, more than a page opened from disk can carry (" +
       (data.embedLimit / 1e6).toFixed(0) + " MB). Run  soundspace serve " + data.name +
       "  in its parent folder and open the address it prints.";
+  };
+  // A page served while its space or library is being made: every POLL ms, what `live.json`
+  // (with `query`) says of each cell is handed to `show`; when the run says complete, the page
+  // reloads and becomes the finished one. `player.live` holds the last answer.
+  player.live = null;
+  player.follow = function (query, show) {
+    const POLL = 1500;
+    let timer = null;
+    const poll = () => {
+      clearTimeout(timer);
+      get("live.json" + query()).then(r => r.json()).then(progress => {
+        if (progress.status === "complete") { location.reload(); return; }
+        player.live = progress;
+        show(progress);
+      }).catch(error => console.warn("live.json: " + error.message))
+        .finally(() => { timer = setTimeout(poll, POLL); });
+    };
+    poll();
+    return poll;  // call it to poll now (another pad chosen)
+  };
+  // What a cell's state says, in a few words: "made", "1.2 of 4.0 s made", "waiting".
+  player.describeLive = function (cell) {
+    if (!cell || cell.state === "waiting") return "waiting to be made";
+    if (cell.state === "finished") return "made";
+    return cell.seconds.toFixed(1) + " of " + cell.of.toFixed(1) + " s made (playing what is made so far)";
+  };
+  // The status line of a page in the making: counts of each state, and what a stopped run needs.
+  player.liveSummary = function (progress) {
+    const states = Object.values(progress.cells || {});
+    const count = s => states.filter(c => c.state === s).length;
+    const said = { running: "being made", stopped: "stopped (its run was killed)", incomplete: "incomplete" };
+    return (said[progress.status] || progress.status) + ": " + count("finished") + " of " +
+      states.length + " cells made, " + count("making") + " in progress" +
+      (progress.status === "running" ? "" : "; run the same soundspace generate command to finish it");
   };
   return player;
 }
