@@ -187,11 +187,12 @@ def render_shard(
     spec: ShardSpec, space_dir, progress=None, made_on: str | None = None, kept=None
 ) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
-    number of points decoded and the records of the shard's finished cells (the run keeps them:
-    it never reads its own files back); `progress(samples)` is told the decoder's progress.
-    `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
-    record, and so does `first_step`, the step its decode began at (above 0 when it resumed from
-    a snapshot). `kept(key)` is told each snapshot written (a remote backend sends it home)."""
+        number of points decoded and the records of the shard's finished cells (the run keeps them:
+        it never reads its own files back); `progress(samples)` is told the decoder's progress.
+        `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
+        record, and so does `first_step`, the step its decode began at (above 0 when it resumed from
+        a snapshot). `kept(key, batch)` is told each snapshot written and the points of its batch (a
+    remote backend sends it home)."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
     steps = [0]  # decoder steps run (each for the whole batch), replayed ones included
@@ -251,7 +252,7 @@ def _keep(spec: ShardSpec, space_dir, key: str, batch: list[int], done: int, dra
     snapshots.save(space_dir, key, done, drawn)
     snapshots.save_partial(space_dir, [spec.points[i]["cells"] for i in batch], drawn)
     if kept:
-        kept(key)
+        kept(key, batch)
 
 
 def render_shard_folder(spec_dir, out_dir, model=None, device=None, log=print) -> dict:

@@ -107,27 +107,38 @@ def load(store: Path, key: str, batch: int, frames: int, hop: int) -> tuple[int,
             _set_aside(where, "not a snapshot file, or larger than one of this batch")
             return None
         try:
-            header = parse_json(f.readline(_HEADER_BYTES))
-            body = f.read()
-        except (OSError, ValueError) as error:  # unreadable, or not JSON: not a snapshot
-            _set_aside(where, f"not a snapshot ({type(error).__name__})")
+            data = f.read(_HEADER_BYTES + batch * frames * hop)
+        except OSError as error:
+            _set_aside(where, f"cannot be read ({error.strerror})")
             return None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        _set_aside(where, "not a snapshot of this version")
+    found = parse(data, key, batch, frames, hop)
+    if isinstance(found, str):
+        _set_aside(where, found)
         return None
+    return found
+
+
+def parse(data: bytes, key: str, batch: int, frames: int, hop: int) -> tuple[int, np.ndarray] | str:
+    """A snapshot's bytes as `(frames done, drawn)` when they are the batch's snapshot `key`
+    (module docstring), else why not."""
+    line, _, body = data.partition(b"\n")
+    try:
+        header = parse_json(line[:_HEADER_BYTES])
+    except ValueError as error:  # not JSON: not a snapshot
+        return f"not a snapshot ({type(error).__name__})"
+    if len(line) >= _HEADER_BYTES or not isinstance(header, dict):
+        return "not a snapshot"
+    if header.get("format") != FORMAT:
+        return "not a snapshot of this version"
     if header.get("key") != key:
-        _set_aside(where, "another batch's snapshot")
-        return None
+        return "another batch's snapshot"
     done = header.get("frames")
     if type(done) is not int or not 0 < done < frames:
-        _set_aside(where, f"its frame count {str(done)[:20]} is not inside the decode")
-        return None
+        return f"its frame count {str(done)[:20]} is not inside the decode"
     if header.get("shape") != [batch, done * hop] or len(body) != batch * done * hop:
-        _set_aside(where, "truncated, or of another size than it says")
-        return None
+        return "truncated, or of another size than it says"
     if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-        _set_aside(where, "its samples are not the ones it recorded (damaged)")
-        return None
+        return "its samples are not the ones it recorded (damaged)"
     return done, np.frombuffer(body, np.uint8).reshape(batch, done * hop)
 
 

@@ -215,3 +215,39 @@ def test_a_library_on_ray_is_identical_to_the_local_one(tmp_path, cluster):
 
     assert len(pad_files(local.space_dir)) == 16 * 3 * 9
     assert pad_files(remote.space_dir) == pad_files(local.space_dir)
+
+
+def test_the_cells_of_a_ray_task_are_heard_while_they_are_made(tmp_path, cluster):
+    """Issue 30, item 5, on Ray: the driver writes the audio so far of each cell in flight from
+    the snapshots the task streams home (the node's scratch is not the store), and removes it
+    when the cells are merged."""
+    import soundfile
+
+    from pipeline import snapshots
+
+    data = dataset(tmp_path / "d", length=1.0, resolution=2)
+    flow = ray_workflow(tmp_path, cluster, snapshot_seconds=0.05, math="numpy")
+    partial = tmp_path / "out" / "space" / snapshots.PARTIAL
+    heard, done = {}, threading.Event()
+
+    def listen():
+        while not done.is_set():
+            for path in partial.glob("*.wav"):
+                try:
+                    audio, rate = soundfile.read(path, dtype="int16")
+                except (OSError, RuntimeError):
+                    continue  # replaced this moment
+                heard[path.stem] = max(heard.get(path.stem, 0), len(audio))
+                assert rate == 16000 and audio[-1] == 0  # faded at the cut
+            time.sleep(0.02)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    try:
+        result = generate_space(data, flow, progress=False, log=quiet)
+    finally:
+        done.set()
+        listener.join()
+    assert set(heard) == {"x00_y00", "x01_y00", "x00_y01", "x01_y01"}, heard
+    assert all(0 < n < 16000 for n in heard.values()), heard
+    assert list(partial.glob("*")) == [] and len(wavs(result.space_dir)) == 4

@@ -83,7 +83,7 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list,
                 spec,
                 scratch,
                 made_on=f"ray node {node}",
-                kept=lambda key: found.put(("snapshot", key, snapshots.path(scratch, key))),
+                kept=lambda key, batch: found.put(("snapshot", key, batch)),
             )
             found.put(("done", result, None))
         except BaseException as error:  # raised here in the task, as Ray reports it
@@ -91,9 +91,10 @@ def render_on_worker(spec: ShardSpec, scratch_root: str | None, model_ref: list,
 
     threading.Thread(target=work, daemon=True).start()
     while True:
-        kind, value, where = found.get()
+        kind, value, batch = found.get()
         if kind == "snapshot":
-            yield {"snapshot": value, "data": where.read_bytes()}
+            data = snapshots.path(scratch, value).read_bytes()
+            yield {"snapshot": value, "data": data, "batch": batch}
             continue
         if kind == "error":
             raise value
@@ -206,6 +207,7 @@ class RayBackend:
                     submit(attempt)
                 elif "snapshot" in item:
                     attempt.kept[item["snapshot"]] = item["data"]
+                    heard(tasks[attempt.task], item)
                 else:
                     ended.append(
                         (attempt, lambda attempt=attempt, item=item: finish(attempt, item))
@@ -214,6 +216,7 @@ class RayBackend:
 
         def finish(attempt, reply):
             spec, store = tasks[attempt.task]
+            snapshots.remove_partial(Path(store), [n for p in spec.points for n in p["cells"]])
             merged, records, missing = receive(
                 reply["files"], spec, Path(store), f"Ray node {reply.get('node')}"
             )
@@ -252,6 +255,26 @@ class RayBackend:
                 f"{self.settings.retries}) did not complete it: "
                 f"{(str(error) or type(error).__name__).splitlines()[0]}. {keep}"
             ) from None
+
+
+def heard(task, item: dict) -> None:
+    """A snapshot a task sent: its cells' audio so far into the store, to listen to while they
+    are made (`snapshots.save_partial`). It comes from a worker: its batch must be points of the
+    shard and its bytes the snapshot it says; otherwise only its audio is left out (the snapshot
+    itself is checked again if a rerun uses it)."""
+    spec, store = task
+    batch = item.get("batch")
+    if not (
+        isinstance(batch, list)
+        and batch
+        and all(type(i) is int and 0 <= i < len(spec.points) for i in batch)
+        and len(set(batch)) == len(batch)
+    ):
+        return
+    frames, hop = spec.embeddings.shape[1], spec.model["hop"]
+    found = snapshots.parse(item["data"], item["snapshot"], len(batch), frames, hop)
+    if not isinstance(found, str):
+        snapshots.save_partial(Path(store), [spec.points[i]["cells"] for i in batch], found[1])
 
 
 @dataclass(eq=False)  # a handle of the task loop: hashed by identity
