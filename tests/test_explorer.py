@@ -562,6 +562,8 @@ def test_a_space_is_heard_while_it_is_made_then_plays_its_finished_cells(tmp_pat
         cell = driver.find_element(By.CSS_SELECTOR, f'#pad .cell[data-name="{making}"]')
         bar = cell.find_element(By.CSS_SELECTOR, ".made").get_attribute("style")
         assert 0 < float(bar.split("width:")[1].split("%")[0]) < 100, bar
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "explorer-live.png"))
 
         cell.click()  # pinned: it plays what is made of it so far
         wait_for(driver, "return window.explorer.playing", making)
