@@ -708,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pitch",
         type=_midi_number("--pitch"),
-        help="MIDI note of a space's sounds (default 60); a library knows its pitches",
+        help="MIDI note of a space's sounds (default: its space.json's pitch, else 60); "
+        "a library knows its pitches",
     )
     p.add_argument("--length", type=int, help="onss: samples per sound at 16 kHz (default 60000)")
     p.add_argument(

@@ -83,6 +83,9 @@ class SpaceConfig(_Grid):
     sounds: dict[str, Sound]
     resolution: int = Field(ge=2)
     length: float = Field(gt=0.0, le=MAX_LENGTH_SECONDS)
+    # The MIDI note its inputs sound (NSynth's notes are named so: bass_48.wav is C3): the key an
+    # export maps the cells to, and what the page says. Unknown when left out (exports assume 60).
+    pitch: int | None = Field(None, ge=0, le=127)
 
     @field_validator("sounds", mode="before")
     @classmethod

@@ -96,6 +96,7 @@ class Finished:
     model: str  # the model's identity
     seed: int
     weighting: str
+    assumed_pitch: bool = False  # the folder says no note for its sounds: MIDI 60 was assumed
 
     @property
     def line(self) -> bool:
@@ -108,7 +109,8 @@ class Finished:
 
 def read(folder, pitch: int | None = None, page_pending: bool = False) -> Finished:
     """The space or library in `folder`, checked; `pitch` is the MIDI note of a space's sounds
-    (or of a library without pitches), which their files do not say (default 60).
+    (or of a library without pitches), where the folder's own (a space's `pitch`) is not wanted
+    or not known (then 60 is assumed, and `assumed_pitch` says so).
     `page_pending`: also a run that lacks only its page (what the page writer reads)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -364,6 +366,7 @@ def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) 
     path = folder / MANIFEST
     _finished(manifest, path, page_pending, folder / LOCK)
     space = stored_config(SpaceConfig, manifest.get("space"), path)
+    pitch = space.pitch if pitch is None else pitch
     pitches = _pitch(pitch)
     corners = tuple(
         _instrument(Path(space.sounds[k].file).stem, space.sounds[k].label) for k in space.labels
@@ -383,6 +386,7 @@ def _space(folder: Path, manifest: dict, pitch: int | None, page_pending: bool) 
         _identity(manifest, path),
         space.seed,
         space.weighting,
+        assumed_pitch=pitch is None,
     )
 
 
@@ -475,6 +479,7 @@ def _library(folder: Path, pitch: int | None, page_pending: bool) -> Finished:
         _identity(manifest, path),
         library.seed,
         library.weighting,
+        assumed_pitch=library.pitches is None and pitch is None,
     )
 
 

@@ -395,3 +395,43 @@ def test_a_pad_cell_whose_recorded_weights_are_not_its_places_is_refused(made, t
     pad.write_text(json.dumps(manifest))
     refused(capsys, tmp_path, tmp_path / "o", library, "--format", "onss",
             needle=f"{pad}: cell x01_y01 records {key} ")
+
+
+def midi_note(audio: np.ndarray) -> float:
+    """The median pitch of a sound by pYIN (librosa's), as a MIDI note."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(audio.astype(np.float64), fmin=50, fmax=1000, sr=16000,
+                                 frame_length=2048)
+    return float(np.median(librosa.hz_to_midi(f0[voiced])))
+
+
+@pytest.mark.skipif(not SFIZZ.is_file() and not os.environ.get("SOUNDSPACE_REQUIRE_SFIZZ"),
+                    reason="sfizz_render comes with the test extras (pysfizz)")
+def test_the_test_space_plays_at_its_own_note_in_sfizz(local_test_space, tmp_path, capsys):
+    """Issue 31, item 1: the test dataset says its sounds are C3 (`"pitch": 48`), so its SFZ
+    maps them to key 48: key 48 sounds MIDI 48 and key 60 an octave higher (pYIN), where the
+    export used to assume 60 and key 48 sounded MIDI 36."""
+    out = tmp_path / "sfz"
+    assert export(local_test_space.space_dir, "--format", "sfz", "--out", out) == 0
+    assert "warning" not in capsys.readouterr().err
+    sfz = out / "demo-test-space.sfz"
+    assert sfz.read_text().count("pitch_keycenter=48 ") == 9
+    north_west = {1: 0, 2: 127}  # the bass corner, as decoded
+    for key in (48, 60):
+        played = render(sfz, key, north_west, 0.9, tmp_path / f"{key}.wav")
+        assert abs(midi_note(played) - key) < 0.5, (key, midi_note(played))
+
+
+def test_a_space_that_does_not_say_its_note_is_exported_at_60_with_a_warning(made, tmp_path,
+                                                                            capsys):
+    assert export(made["space"], "--format", "sfz", "--out", tmp_path / "a") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "mapped to MIDI 60 (C4)" in warnings[0], warnings
+    assert '--pitch, or set "pitch" (a MIDI note) in its space.json' in warnings[0]
+    assert "pitch_keycenter=60 " in (tmp_path / "a" / "space.sfz").read_text()
+    assert export(made["space"], "--format", "sfz", "--out", tmp_path / "b", "--pitch", 50) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert "pitch_keycenter=50 " in (tmp_path / "b" / "space.sfz").read_text()
+    assert export(made["space"], "--format", "onss", "--out", tmp_path / "c") == 0
+    assert "warning" not in capsys.readouterr().err  # the device does not map notes

@@ -72,6 +72,7 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
         "weighting": space.weighting,
         "labels": corners,
         "line": space.line,
+        "pitch": None if space.assumed_pitch else space.pitches[0],
         "cells": [
             {
                 "name": c.name,

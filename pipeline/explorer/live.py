@@ -96,6 +96,7 @@ class Folder:
             **common,
             "labels": labels,
             "line": len(config.labels) == 2,
+            "pitch": config.pitch,
             "cells": [
                 {
                     "name": c.name,

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import SoundspaceError
+from .. import SoundspaceError, warn
 from ..files import atomic_folder, is_temp, parse_json
 from ..finished import read
 from . import onss, sfz
@@ -50,6 +50,13 @@ def export(
     options = {**OPTIONS[fmt], **given}
     _check_options(fmt, options)
     source = read(source_dir, pitch)
+    if source.assumed_pitch and fmt == "sfz":
+        field = '"pitch" (a MIDI note)' if source.kind == "space" else '"pitches"'
+        warn(
+            f"{source.folder} does not say which note its sounds are: they are mapped to MIDI "
+            f"{source.pitches[0]} (C4); give the note with --pitch, or set {field} in its "
+            "space.json and run generate again"
+        )
     out = Path(out)
     _check_out(source.folder, out)
     out.parent.mkdir(parents=True, exist_ok=True)
