@@ -304,14 +304,14 @@ def cmd_train(args) -> None:
 def cmd_inputs(args) -> None:
     from tqdm.auto import tqdm
 
-    from .soundfont import PERCUSSION_BANK, check_preset, presets, render_notes
+    from .soundfont import PERCUSSION_BANK, choose, file_name, presets, render_notes
 
     if args.list:
         for (bank, program), name in sorted(presets(args.soundfont).items()):
             kit = " (percussion)" if bank == PERCUSSION_BANK else ""
             print(f"{bank:3d}:{program:<3d} {printable(name)}{kit}")
         return
-    needed = [f"--{k}" for k in ("program", "pitches", "name", "out") if getattr(args, k) is None]
+    needed = [f"--{k}" for k in ("program", "pitches", "out") if getattr(args, k) is None]
     if needed:
         raise SoundspaceError(
             f"rendering notes needs {', '.join(needed)} too (--list shows the soundfont's presets)"
@@ -322,27 +322,41 @@ def cmd_inputs(args) -> None:
         )
     if len(set(args.pitches)) < len(args.pitches):
         raise SoundspaceError(f"--pitches {' '.join(map(str, args.pitches))} names a pitch twice")
+    if args.name is not None and len(args.name) != len(args.program):
+        raise SoundspaceError(
+            f"--name gives {len(args.name)} name(s) for {len(args.program)} --program(s): give "
+            "one per program, or leave --name out to name each by its preset"
+        )
     if Path(args.out).exists() and not Path(args.out).is_dir():  # found before the rendering
         raise SoundspaceError(f"--out {args.out} exists and is not a folder; choose another --out")
-    preset = check_preset(args.soundfont, args.program, args.bank)
+    chosen = choose(args.soundfont, args.program, args.bank)
+    names = args.name or [file_name(preset) for _, preset in chosen]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SoundspaceError(
+            f"two instruments would be named {', '.join(twice)}: give each its own --name"
+        )
+    described = ", ".join(f"{n} ({printable(p)})" for n, (_, p) in zip(names, chosen, strict=True))
     with tqdm(
-        total=len(args.pitches),
+        total=len(args.pitches) * len(chosen),
         unit="note",
-        desc=f"rendering {args.name} ({printable(preset)})",
+        desc=f"rendering {described}"[:120],
         file=sys.stderr,
     ) as bar:
         written = render_notes(
             args.soundfont,
-            args.program,
             args.bank,
+            [(program, name) for (program, _), name in zip(chosen, names, strict=True)],
             args.pitches,
             args.length,
-            args.name,
             args.out,  # made once every note is rendered
             velocity=args.velocity,
             progress=lambda pitch: bar.update(),
         )
-    print(f"wrote {len(written)} note(s): {', '.join(p.name for p in written)} in {args.out}/")
+    print(
+        f"wrote {len(written)} note(s) of {len(chosen)} instrument(s) ({described}): "
+        f"{', '.join(p.name for p in written)} in {args.out}/"
+    )
 
 
 def cmd_export(args) -> None:
@@ -442,6 +456,15 @@ def _midi_number(option: str, low: int = 0, high: int = 127):
         return value
 
     return parse
+
+
+def _preset(text: str) -> str:
+    """A program number 0-127, or a preset's name (checked against the soundfont later)."""
+    if text.isdigit() and not 0 <= int(text) <= 127:
+        raise argparse.ArgumentTypeError(f"{text!r}: --program takes a whole number from 0 to 127")
+    if not text.strip():
+        raise argparse.ArgumentTypeError("--program: give a number or a preset's name")
+    return text
 
 
 def _sound_name(text: str) -> str:
@@ -668,9 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--program",
-        type=_midi_number("--program"),
-        help="preset number 0-127 as the soundfont counts (General MIDI's list counts "
-        "from 1: its program 34, Fingered bass, is 33 here)",
+        nargs="+",
+        type=_preset,
+        help="one or more presets: numbers 0-127 as the soundfont counts (General MIDI's list "
+        "counts from 1: its program 34, Fingered bass, is 33 here) or names as --list prints them",
     )
     p.add_argument(
         "--bank",
@@ -693,8 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--velocity", type=_midi_number("--velocity", low=1), default=100)
     p.add_argument(
         "--name",
+        nargs="+",
         type=_sound_name,
-        help="the sound's name: files are written as NAME_PITCH.wav",
+        help="each program's sound name, files written as NAME_PITCH.wav (default: the preset's "
+        "name, e.g. nylon-string-guitar)",
     )
     p.add_argument("--out", help="folder for the notes (a library's dataset)")
     p.set_defaults(func=cmd_inputs)

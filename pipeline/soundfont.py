@@ -17,6 +17,7 @@ or bank 128 on another channel, would be ignored or fall back to a melodic prese
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -215,25 +216,57 @@ def check_preset(soundfont, program: int, bank: int) -> str:
     return table[(bank, program)]
 
 
+def choose(soundfont, wanted: list[str], bank: int) -> list[tuple[int, str]]:
+    """Each of `wanted`, a program number or a preset's name (any case), as (program, preset
+    name) in `bank`; whatever the soundfont lacks is refused with the presets it has."""
+    path = Path(soundfont)
+    in_bank = {p: n for (b, p), n in presets(path).items() if b == bank}
+    chosen = []
+    for item in wanted:
+        if item.isdigit():
+            chosen.append((int(item), check_preset(path, int(item), bank)))
+            continue
+        named = [p for p, n in in_bank.items() if n.strip().lower() == item.strip().lower()]
+        if not named:
+            near = [n for n in in_bank.values() if item.strip().lower() in n.lower()]
+            raise SoundspaceError(
+                f"{path} has no preset named {item[:40]!r} in bank {bank}"
+                + (f"; presets with that in their name: {', '.join(near[:8])}" if near else "")
+                + f" (`soundspace inputs --soundfont {path} --list` lists them all)"
+            )
+        chosen.append((named[0], in_bank[named[0]]))
+    return chosen
+
+
+def file_name(preset: str) -> str:
+    """A preset's name as a sound's file-name part: `Nylon Guitar` -> `nylon-guitar`."""
+    simple = re.sub(r"[^a-z0-9.-]+", "-", preset.lower()).strip("-.")[:40].rstrip("-.")
+    return simple or "preset"
+
+
 def render_notes(
     soundfont,
-    program: int,
     bank: int,
+    instruments: list[tuple[int, str]],
     pitches,
     seconds: float,
-    name: str,
     out_dir,
     velocity: int = VELOCITY,
     progress=None,
 ) -> list[Path]:
-    """`soundspace inputs --soundfont`: one `{name}_{pitch}.wav` per pitch in `out_dir`. Every
-    note is rendered and checked before the first file is written."""
+    """`soundspace inputs --soundfont`: for each (program, name) of `instruments`, one
+    `{name}_{pitch}.wav` per pitch in `out_dir`. Every note is rendered and checked before the
+    first file is written."""
     path = Path(soundfont)
-    check_preset(path, program, bank)
+    for program, _ in instruments:
+        check_preset(path, program, bank)
     notes = {}
-    for pitch in pitches:
-        notes[pitch] = render_note(path, program, bank, pitch, seconds, velocity)
-        if progress:
-            progress(pitch)
+    for program, name in instruments:
+        for pitch in pitches:
+            notes[f"{name}_{pitch}.wav"] = render_note(
+                path, program, bank, pitch, seconds, velocity
+            )
+            if progress:
+                progress(pitch)
     with made_folder(out_dir) as out:
-        return [write_wav(out / f"{name}_{pitch}.wav", audio) for pitch, audio in notes.items()]
+        return [write_wav(out / file, audio) for file, audio in notes.items()]

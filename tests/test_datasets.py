@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,36 @@ def test_soundspace_inputs_renders_the_test_librarys_notes(tmp_path):
 
 
 @needs_fluidsynth
+def test_one_inputs_call_renders_several_instruments_each_under_its_name(tmp_path):
+    """Issue 31, item 3: programs by number or by the name --list prints (any case), each named
+    by its preset unless --name says otherwise; each instrument's notes are what rendering it
+    alone gives (the test library's trumpet is program 56)."""
+    from pipeline.soundfont import presets
+
+    names = presets(SOUNDFONT)
+    out = tmp_path / "four"
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "inputs", "--soundfont",
+                             str(SOUNDFONT), "--program", "40", "12", names[(0, 71)].upper(),
+                             "56", "--pitches", "48", "55", "60", "--length", "1", "--out",
+                             str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = [re.sub(r"[^a-z0-9.-]+", "-", names[(0, p)].lower()).strip("-.")
+                for p in (40, 12, 71, 56)]
+    assert sorted(f.name for f in out.iterdir()) == sorted(
+        f"{n}_{p}.wav" for n in expected for p in (48, 55, 60))
+    assert "wrote 12 note(s) of 4 instrument(s)" in result.stdout
+    for pitch in (48, 55, 60):
+        trumpet = ROOT / "models/n-synth/library-test" / f"trumpet_{pitch}.wav"
+        assert (out / f"{expected[3]}_{pitch}.wav").read_bytes() == trumpet.read_bytes()
+    named = subprocess.run([sys.executable, "-m", "pipeline.cli", "inputs", "--soundfont",
+                            str(SOUNDFONT), "--program", "56", "40", "--name", "tp", "vn",
+                            "--pitches", "48", "--length", "0.5", "--out", str(tmp_path / "two")],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert named.returncode == 0, named.stderr
+    assert sorted(f.name for f in (tmp_path / "two").iterdir()) == ["tp_48.wav", "vn_48.wav"]
+
+
+@needs_fluidsynth
 def test_the_preset_table_agrees_with_fluidsynths_own_listing():
     """FluidSynth's shell lists a soundfont's presets as `BBB-PPP Name`: the reader of the
     preset table must find the same ones."""
@@ -107,6 +138,9 @@ def test_the_preset_table_agrees_with_fluidsynths_own_listing():
     (["--program", "33", "--bank", "9"], "has no preset at bank 9 program 33"),
     (["--program", "128"], "--program takes a whole number from 0 to 127"),
     (["--program", "33", "--pitches", "48", "48"], "names a pitch twice"),
+    (["--program", "no such preset"], "has no preset named 'no such preset' in bank 0"),
+    (["--program", "piano"], "presets with that in their name: "),
+    (["--program", "33", "34"], "--name gives 1 name(s) for 2 --program(s)"),
 ])
 def test_inputs_refuses_what_it_cannot_render(tmp_path, args, needle):
     argv = ["inputs", "--soundfont", str(SOUNDFONT), "--pitches", "48", "--name", "x",
