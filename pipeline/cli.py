@@ -45,12 +45,32 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+# The workflow `generate` and `plan` use when --workflow is left out, in the folder they run in.
+LOCAL_WORKFLOW = "config-workflow-local.json"
+
+
+def _workflow(given: str | None) -> str | None:
+    """--workflow, else this folder's local workflow (said, so that nobody wonders), else None."""
+    if given is not None:
+        return given
+    if Path(LOCAL_WORKFLOW).is_file():
+        print(f"using the workflow {LOCAL_WORKFLOW} (--workflow chooses another)", file=sys.stderr)
+        return LOCAL_WORKFLOW
+    return None
+
+
 def cmd_generate(args) -> None:
     from .run import generate_spaces
 
+    workflow = _workflow(args.workflow)
+    if workflow is None:
+        raise SoundspaceError(
+            f"no --workflow given, and no {LOCAL_WORKFLOW} in {Path.cwd()}: give --workflow FILE "
+            "(the repository's config-workflow-local.json runs on this machine)"
+        )
     generate_spaces(
         args.dataset,
-        args.workflow,
+        workflow,
         force=args.force,
         output_dir=args.output,
         pictures=not args.no_pictures,
@@ -60,15 +80,22 @@ def cmd_generate(args) -> None:
 
 
 def cmd_plan(args) -> None:
-    from .config import LibraryConfig, load_space
+    from .config import LibraryConfig, load_space, load_workflow
+    from .cost import model_at
     from .library import describe_cost, plan_library
     from .plan_space import space_cost
 
     space, folder = load_space(args.dataset)
+    workflow_path = _workflow(args.workflow)
+    if workflow_path is None:
+        config, model = None, "Magenta's full-size model (assumed: no --workflow says which)"
+    else:
+        workflow, base = load_workflow(workflow_path)
+        config, model = model_at(base / getattr(workflow.models, space.model))
     cost = (
-        plan_library(space, folder).cost()
+        plan_library(space, folder).cost(config, model)
         if isinstance(space, LibraryConfig)
-        else space_cost(space)
+        else space_cost(space, config, model)
     )
     print(json.dumps(cost, indent=1) if args.json else describe_cost(cost))
 
@@ -495,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
     p.add_argument(
         "--workflow",
-        required=True,
-        help="workflow config (config-workflow-local.json): backend, device, models",
+        help=f"workflow config: backend, device, models (default: {LOCAL_WORKFLOW} in the "
+        "folder it runs in)",
     )
     p.add_argument(
         "--dataset",
@@ -528,6 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="count and price a space or library without decoding")
     p.add_argument("--dataset", required=True, help="dataset folder holding space.json")
+    p.add_argument(
+        "--workflow",
+        help=f"the workflow whose model prices the decode (default: {LOCAL_WORKFLOW} here, "
+        "else Magenta's full-size model is assumed)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_plan)
 

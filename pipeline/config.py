@@ -21,16 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE
+from .cost import FULL_SECONDS_PER_SAMPLE
 from .files import DuplicateKey, inside, parse_json
 from .space import LINE, SQUARE
 
 # A square of 129 x 129 is 16,641 cells: a whole instrument library of one note. Beyond that a run
 # is almost certainly a typo (resolution 1000 would be a million sounds), so it is refused with
-# its cost. Decoding cost per sample per cell, measured with Magenta's full-size model on the
-# 2-core development machine at batch 81 (`soundspace bench`), gives the estimate.
+# its cost with Magenta's full-size model (pipeline/cost.py).
 MAX_CELLS = 129 * 129
 MAX_RESOLUTION = 129
-SECONDS_PER_CELL_SAMPLE = 0.053 / 81
 MAX_LENGTH_SECONDS = 60.0
 # A library's sound name: it is part of file and pad names, so no path characters, and no '_',
 # which joins the sounds of a pad's name (ONS Super style) and a sound's name to its pitch.
@@ -122,7 +121,7 @@ class SpaceConfig(_Grid):
         cells = self.cell_count
         if cells > MAX_CELLS:
             audio_hours = cells * self.length / 3600
-            cpu_hours = cells * self.samples * SECONDS_PER_CELL_SAMPLE / 3600
+            cpu_hours = cells * self.samples * FULL_SECONDS_PER_SAMPLE / 3600
             raise ValueError(
                 f"resolution {self.resolution} makes {cells:,} cells, {audio_hours:,.0f} hours of "
                 f"audio to decode (about {cpu_hours:,.0f} hours on 2 CPU cores with Magenta's "

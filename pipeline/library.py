@@ -35,7 +35,8 @@ import numpy as np
 
 from . import SoundspaceError
 from .audio import SAMPLE_RATE, check_sound_file, fit, load_audio
-from .config import SECONDS_PER_CELL_SAMPLE, LibraryConfig, LibrarySound
+from .config import LibraryConfig, LibrarySound
+from .cost import estimate
 from .files import inside
 from .space import cells
 
@@ -43,16 +44,6 @@ WEIGHT_DECIMALS = 6
 # Past this many distinct decodes, `generate` asks for --yes: at the demo model's speed it is
 # an hour or more on a CPU, and with Magenta's model weeks (the plan prints the cost).
 MAX_DECODES = 16_641
-# Open NSynth Super's measured rate on GPUs: about 120,000 sounds of 64,000 samples in 36 hours on
-# 8 K80s with Magenta's generator at batch 512 (docs: prior art). This engine on a current GPU is
-# faster; it has not been measured here, so the estimate is an upper bound.
-GPU_SECONDS_PER_SAMPLE = 36 * 8 * 3600 / (120_000 * 64_000)
-ASSUMPTIONS = (
-    "cpu_hours: Magenta's full-size model on this engine, 2 CPU cores, batch 81 "
-    "(soundspace bench); gpu_hours: Open NSynth Super's measured rate with Magenta's "
-    "generator on K80 GPUs (an upper bound, not measured with this engine); a small "
-    "model such as the demo model decodes far faster than either"
-)
 
 
 @dataclass(frozen=True)
@@ -111,8 +102,9 @@ class LibraryPlan:
     def decodes_at(self, pitch) -> list[int]:
         return [i for i, d in enumerate(self.decodes) if d.pitch == pitch]
 
-    def cost(self) -> dict:
-        """Counts and estimates for `soundspace plan` (and the refusal of a huge library)."""
+    def cost(self, config=None, model: str = "Magenta's full-size model") -> dict:
+        """Counts and estimates for `soundspace plan` (and the refusal of a huge library), for
+        a model of size `config` (None: Magenta's), named `model` (`cost.estimate`)."""
         samples = sum(self.samples[d.pitch] for d in self.decodes)
         return {
             "library": self.config.name,
@@ -123,7 +115,7 @@ class LibraryPlan:
             "shared_cells": self.cells_total - len(self.decodes),
             "grid": grid_size(self.config),
             "weighting": self.config.weighting,
-            **estimate(samples),
+            **estimate(samples, config, model),
             "shifted": [
                 {
                     "sound": i.sound,
@@ -134,7 +126,6 @@ class LibraryPlan:
                 for i in self.inputs.values()
                 if i.semitones
             ],
-            "assumptions": ASSUMPTIONS,
         }
 
 
@@ -143,15 +134,6 @@ def grid_size(config) -> str:
     return f"{config.resolution}" + (
         "" if config.labels == ("LEFT", "RIGHT") else f" x {config.resolution}"
     )
-
-
-def estimate(samples: int) -> dict:
-    """What decoding `samples` samples costs (on the terms of ASSUMPTIONS)."""
-    return {
-        "audio_hours": samples / SAMPLE_RATE / 3600,
-        "cpu_hours": samples * SECONDS_PER_CELL_SAMPLE / 3600,
-        "gpu_hours": samples * GPU_SECONDS_PER_SAMPLE / 3600,
-    }
 
 
 def mix_of(sounds: tuple, weights) -> tuple:
@@ -390,8 +372,9 @@ def describe_cost(cost: dict) -> str:
     lines += [
         f"distinct decodes: {cost['decodes']:,} ({cost['shared_cells']:,} cells share a decode "
         "with another cell)",
-        f"audio to decode: {cost['audio_hours']:,.2f} hours",
-        f"estimated: {cost['cpu_hours']:,.1f} CPU hours, {cost['gpu_hours']:,.1f} GPU hours",
+        f"audio to decode: {_span(cost['audio_hours'])}",
+        f"estimated: {_span(cost['cpu_hours'])} on 2 CPU cores, {_span(cost['gpu_hours'])} on "
+        "8 K80 GPUs' worth of Magenta's generator",
         f"  ({cost['assumptions']})",
     ]
     lines += [
@@ -400,3 +383,12 @@ def describe_cost(cost: dict) -> str:
         for s in cost["shifted"]
     ]
     return "\n".join(lines)
+
+
+def _span(hours: float) -> str:
+    """A duration as a person reads it: seconds, minutes or hours."""
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:,.1f} hours"

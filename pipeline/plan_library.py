@@ -17,6 +17,7 @@ import numpy as np
 
 from . import SoundspaceError, output, pads
 from .audio import SAMPLE_RATE
+from .cost import model_at
 from .explorer import library as explorer_library
 from .files import parse_json, real_folder
 from .library import MAX_DECODES, plan_library
@@ -48,12 +49,12 @@ class LibraryPlanner:
         with watch("audio in"):
             self.library = library = plan_library(self.space, folder)
             if len(library.decodes) > MAX_DECODES and not self.yes:
-                cost = library.cost()
+                cost = library.cost(*model_at(self.model_dir))
                 raise SoundspaceError(
                     f"{folder / 'space.json'}: the library has {cost['decodes']:,} distinct "
                     f"decodes ({cost['audio_hours']:,.1f} hours of audio: about "
                     f"{cost['cpu_hours']:,.0f} CPU hours or {cost['gpu_hours']:,.0f} GPU hours "
-                    f"with Magenta's model), more than the {MAX_DECODES:,} made without --yes; "
+                    f"with {cost['model']}), more than the {MAX_DECODES:,} made without --yes; "
                     f"see `soundspace plan --dataset {folder}`, then pass --yes to make it"
                 )
         with watch("encode"):
@@ -210,7 +211,7 @@ class LibraryPlanner:
                     [pitch, library.samples[pitch] / SAMPLE_RATE] for pitch in library.pitches
                 ],
                 "pad_files": self.placed,
-                "cost": library.cost(),
+                "cost": library.cost(model.config, f"the model in {self.model_dir}"),
                 "sounds_sha256": self.sounds_sha256,
                 "timings_seconds": progress["timings_seconds"],
                 "decode_breakdown_seconds": progress["decode_breakdown_seconds"],

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import SoundspaceError, files, output
 from .audio import SAMPLE_RATE, load_sound
-from .library import ASSUMPTIONS, estimate, grid_size
+from .cost import estimate
+from .library import grid_size
 from .plan import Group, Plan, blocks, check_length, encoder, hold, output_folder, shard_specs, tidy
 from .space import cells, interpolate, unique_weights
 
@@ -216,9 +217,10 @@ class SpacePlanner:
         return len(self.grid), 0, 0
 
 
-def space_cost(space) -> dict:
+def space_cost(space, config=None, model: str = "Magenta's full-size model") -> dict:
     """`soundspace plan` for a space: the cells and the distinct decodes exactly as its run
-    counts them (weight sets equal to 9 decimals are one decode), priced like a library's."""
+    counts them (weight sets equal to 9 decimals are one decode), priced like a library's for a
+    model of size `config` named `model`."""
     grid = cells(space.labels, space.resolution, space.weighting)
     weights, _ = unique_weights(grid)
     return {
@@ -230,9 +232,8 @@ def space_cost(space) -> dict:
         "shared_cells": len(grid) - len(weights),
         "grid": grid_size(space),
         "weighting": space.weighting,
-        **estimate(len(weights) * space.samples),
+        **estimate(len(weights) * space.samples, config, model),
         "shifted": [],
-        "assumptions": ASSUMPTIONS,
     }
 
 

@@ -231,3 +231,28 @@ def test_train_takes_every_model_size_and_defaults_to_the_bundled_demo_model():
     assert MODEL_SIZES == tuple(ModelConfig.__dataclass_fields__)
     bundled = json.loads((DEMO_MODEL / "model.json").read_text())["config"]
     assert DEMO_CONFIG.to_dict() == bundled
+
+
+def test_generate_finds_the_local_workflow_by_itself_and_says_so(tmp_path):
+    """Issue 31, item 6: --workflow may be left out where config-workflow-local.json is."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .pipeline_helpers import dataset, workflow
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    data = dataset(tmp_path / "d", length=0.05, resolution=2)
+    argv = [sys.executable, "-m", "pipeline.cli", "generate", "--dataset", str(data)]
+    alone = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert alone.returncode == 2 and alone.stderr.count("\n") == 1, alone.stderr
+    assert "no --workflow given, and no config-workflow-local.json in" in alone.stderr
+    flow = workflow(tmp_path / "w")
+    (tmp_path / "config-workflow-local.json").write_text(flow.read_text())
+    found = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert "using the workflow config-workflow-local.json" in found.stderr
+    made = json.loads((tmp_path / "w" / "out" / "space" / "manifest.json").read_text())
+    assert made["status"] == "complete"

@@ -90,8 +90,36 @@ def test_plan_reports_open_nsynth_supers_counts(tmp_path, per_corner, decodes):
     text = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset", str(data)],
                           cwd=ROOT, capture_output=True, text=True).stdout
     assert f"distinct decodes: {decodes:,}" in text
-    assert (f"estimated: {plan['cpu_hours']:,.1f} CPU hours, {plan['gpu_hours']:,.1f} GPU hours"
-            in text and f"({plan['assumptions']})" in text)
+    assert (f"estimated: {plan['cpu_hours']:,.1f} hours on 2 CPU cores, "
+            f"{plan['gpu_hours']:,.1f} hours on 8 K80 GPUs'" in text)
+    assert f"({plan['assumptions']})" in text and "Magenta's full-size model" in text
+
+
+def test_plan_prices_the_model_the_run_will_use(tmp_path):
+    """Issue 31, item 5: the test space decodes with the demo model (its `model: test`), and the
+    local workflow is found by itself. Worked out by hand: 9 decodes x 16,000 samples at the demo
+    model's measured 1.135 ms per step of 81 sounds is 2.0 s; Magenta's model's 53 ms would be
+    94 s. Its decoder: per layer 2 x 32 x 64 + 16 x 64 + 32 x 32 + 32 x 32 = 7,168 multiply-adds,
+    x 20 layers, + 32 x 32 + 32 x 256: 152,576."""
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset",
+                             "models/n-synth/dataset-test", "--json"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "using the workflow config-workflow-local.json" in result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["cpu_hours"] * 3600 == pytest.approx(9 * 16_000 * 1.135e-3 / 81)
+    assert plan["model"].endswith("models/n-synth/checkpoints/demo")
+    assert "0.15 M multiply-adds" in plan["assumptions"]
+    from pipeline.cost import multiply_adds
+    from pipeline.nsynth.model import DEMO_CONFIG, ModelConfig
+
+    assert multiply_adds(DEMO_CONFIG) == 152_576
+    assert multiply_adds(ModelConfig()) == 30 * (2 * 512 * 1024 + 16 * 1024 + 512 * 512
+                                                 + 512 * 256) + 256 * 256 + 256 * 256
+    text = subprocess.run([sys.executable, "-m", "pipeline.cli", "plan", "--dataset",
+                           "models/n-synth/dataset-test"], cwd=ROOT, capture_output=True,
+                          text=True).stdout
+    assert "estimated: 2 s on 2 CPU cores" in text and "audio to decode: 9 s" in text
 
 
 def test_a_huge_library_is_refused_without_yes_naming_its_cost(tmp_path, capsys):
