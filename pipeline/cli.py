@@ -505,9 +505,29 @@ def _sound_name(text: str) -> str:
     return text
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one its help does not state."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            action.option_strings
+            and action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """A mistake on the command line is one line too, with where to look (not the usage block,
     which buried the line that says what is wrong)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(
@@ -515,8 +535,18 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("soundspace")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed: scripts/install)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="soundspace", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"soundspace {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="make a sound space from a dataset folder (resumes)")
@@ -567,7 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
         "explore",
         help="(re)write the explorer of a space (index.html, pictures) or a library (index.html)",
     )
-    p.add_argument("space", help="a space folder (OUTPUT/<name>)")
+    p.add_argument(
+        "space",
+        metavar="FOLDER",
+        help="a space or library folder that generate made (OUTPUT/<name>)",
+    )
     p.add_argument("--no-pictures", action="store_true", help="skip space.png and the thumbnails")
     p.add_argument(
         "--wait", action="store_true", help="wait for a run writing the space instead of refusing"
@@ -582,8 +616,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("serve", help="serve a space's or library's explorer on 127.0.0.1")
-    p.add_argument("space", help="a space folder (OUTPUT/<name>)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "space",
+        metavar="FOLDER",
+        help="a space or library folder that generate made or is making (OUTPUT/<name>)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="TCP port on 127.0.0.1 (0: any free one, printed)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("render-shard", help="make the cells of one saved shard (what a job runs)")
@@ -661,12 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a model already in --out (otherwise refused), starting from step 0",
     )
     p.add_argument("--init", help="start from this model folder (fine-tune), same size")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="training steps")
     p.add_argument("--batch", type=int, default=8, help="crops per step")
     p.add_argument("--crop", type=int, default=4096, help="samples per crop (multiple of 512)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops, noise and weights")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=100, help="steps between two saved checkpoints"
+    )
     p.add_argument(
         "--input-noise",
         type=float,
@@ -706,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the training step (a minute first, then ~1.4x faster on CPU)",
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     for field in MODEL_SIZES:
         p.add_argument(
             f"--{field.replace('_', '-')}",
@@ -746,7 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=4.0,
         help="seconds per note: held for 3/4, then released (NSynth: 4)",
     )
-    p.add_argument("--velocity", type=_midi_number("--velocity", low=1), default=100)
+    p.add_argument(
+        "--velocity", type=_midi_number("--velocity", low=1), default=100, help="MIDI velocity"
+    )
     p.add_argument(
         "--name",
         nargs="+",
@@ -760,8 +807,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="a space or library as an instrument: Open NSynth Super pads (onss) or SFZ"
     )
-    p.add_argument("source", help="a space or library folder (OUTPUT/<name>)")
-    p.add_argument("--format", required=True, help="onss (Open NSynth Super) or sfz")
+    p.add_argument(
+        "source",
+        metavar="FOLDER",
+        help="a space or library folder that generate made (OUTPUT/<name>)",
+    )
+    p.add_argument(
+        "--format",
+        required=True,
+        type=str.lower,
+        choices=("sfz", "onss"),
+        help="sfz (any SFZ sampler) or onss (Open NSynth Super's pads); any case",
+    )
     p.add_argument("--out", required=True, help="export folder (new, empty or an earlier export)")
     p.add_argument(
         "--pitch",
@@ -787,15 +844,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sfz: loop while a key is held, from 20 %% to 41 %% of the sound",
     )
-    p.add_argument("--loop-start", type=float, help="sfz: loop start, a fraction of the sound")
-    p.add_argument("--loop-end", type=float, help="sfz: loop end, a fraction of the sound")
+    p.add_argument(
+        "--loop-start", type=float, help="sfz: loop start, a fraction of the sound (default 0.2)"
+    )
+    p.add_argument(
+        "--loop-end", type=float, help="sfz: loop end, a fraction of the sound (default 0.41)"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="time the engine on the full-size network")
     p.add_argument("--batches", default="1,16,81", help="comma-separated batch sizes")
     p.add_argument("--math", default="numpy,torch", help="math libraries to compare")
     p.add_argument("--frames", type=int, default=2, help="timed frames of 512 steps per row")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-encode", action="store_true", help="skip the encoding timing")
     p.add_argument(
         "--no-snapshots", action="store_true", help="skip the snapshot and resume timings"

@@ -70,6 +70,13 @@ class _Grid(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     model: Literal["real", "test"] = "real"
     postprocess: PostProcess = PostProcess()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _demo_is_test(cls, value):
+        # "demo" names the bundled demo model, which every shipped workflow's `test` model is.
+        return "test" if value == "demo" else value
+
     if TYPE_CHECKING:  # each kind declares its own `sounds` field, keyed by corner label
         sounds: Mapping[str, object]
 
@@ -404,7 +411,8 @@ def model_folder(workflow: WorkflowConfig, base: Path, which: str, workflow_path
         how = (
             "get Magenta's wavenet-ckpt and convert it with `soundspace convert --checkpoint "
             f"wavenet-ckpt/model.ckpt-200000 --out {getattr(workflow.models, which)}` (README: "
-            "Using the engine)"
+            'Using the engine), or try the bundled demo model now: set "model": "demo" in the '
+            "dataset's space.json"
             if which == "real"
             else "train one with `soundspace train` or point it at models/n-synth/checkpoints/demo"
         )

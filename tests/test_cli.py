@@ -256,3 +256,52 @@ def test_generate_finds_the_local_workflow_by_itself_and_says_so(tmp_path):
     assert "using the workflow config-workflow-local.json" in found.stderr
     made = json.loads((tmp_path / "w" / "out" / "space" / "manifest.json").read_text())
     assert made["status"] == "complete"
+
+
+def test_every_option_says_what_it_does_and_its_default(capsys):
+    """Issue 31, item 6: each option of each command has a help line, and one with a default
+    shows it in `--help`; --format takes its choices in any case; --version answers."""
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = command.format_help().split("\noptions:\n", 1)[1]
+        for action in command._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.option_strings)
+            if action.default is not None and action.default is not False:
+                line = text.split(action.option_strings[-1], 1)[1].split("\n  -", 1)[0]
+                assert "default" in line, (name, action.option_strings, line)
+    assert parser.parse_args(["export", "x", "--format", "SFZ", "--out", "o"]).format == "sfz"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("soundspace ")
+
+
+def test_a_first_hours_mistakes_get_advice_that_works(tmp_path, capsys):
+    """Issue 31, item 6: `"model": "demo"` is the test model; a missing real model says how to
+    try the demo model; serve on a dataset folder says to generate it first."""
+    import json
+
+    from pipeline.config import load_space
+
+    from .pipeline_helpers import dataset, workflow
+
+    data = dataset(tmp_path / "d", length=0.05, resolution=2, model="demo")
+    assert load_space(data)[0].model == "test"
+    config = json.loads((data / "space.json").read_text())
+    (data / "space.json").write_text(json.dumps({**config, "model": "real"}))
+    flow = json.loads(workflow(tmp_path / "w").read_text())
+    flow["models"]["real"] = str(tmp_path / "no-model")
+    (tmp_path / "w" / "workflow.json").write_text(json.dumps(flow))
+    assert main(["generate", "--workflow", str(tmp_path / "w" / "workflow.json"),
+                 "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'set "model": "demo" in the dataset\'s space.json' in err, err
+    assert main(["serve", str(data), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"soundspace generate --dataset {data}" in err, err

@@ -38,6 +38,12 @@ class Folder:
         self.folder = folder
         self.library = (folder / LIBRARY_MANIFEST).is_file()
         self.manifest_path = folder / (LIBRARY_MANIFEST if self.library else MANIFEST)
+        if not self.manifest_path.is_file() and (folder / "space.json").is_file():
+            raise SoundspaceError(
+                f"{folder} is a dataset (it holds space.json), not a space or library: make it "
+                f"with `soundspace generate --dataset {folder}`, which prints the serve command "
+                "of the folder it makes (OUTPUT/<its name>)"
+            )
         if not self.manifest_path.is_file():
             raise SoundspaceError(
                 f"{folder} holds no {MANIFEST} or {LIBRARY_MANIFEST} yet: give a space or library "
