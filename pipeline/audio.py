@@ -142,6 +142,19 @@ def fit(audio: np.ndarray, samples: int, path) -> np.ndarray:
     return fitted
 
 
+AUDIBLE_DB = -40.0  # below the sound's own peak: where its audible part ends (loop points)
+
+
+def audible_samples(audio: np.ndarray) -> int:
+    """How far into the sound it is audible: up to its last sample within AUDIBLE_DB of its peak
+    (0 for silence). What follows is its release tail or the zeros it was padded with."""
+    level = np.abs(np.asarray(audio, np.float64))
+    peak = float(level.max()) if len(level) else 0.0
+    if peak == 0:
+        return 0
+    return int(np.flatnonzero(level >= peak * 10 ** (AUDIBLE_DB / 20))[-1]) + 1
+
+
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """Float audio in [-1, 1] as the bytes of a 16-bit PCM WAV file."""
     import soundfile

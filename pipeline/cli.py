@@ -417,6 +417,13 @@ def cmd_export(args) -> None:
             f"device's {marker['options']['data_directory']} and merge "
             f"{where}/settings-fragment.json into its settings.json"
         )
+        loop = marker["device_loop"]
+        print(
+            f"device loop: {loop['loopStart']:g} to {loop['loopEnd']:g} of each sound "
+            f"({loop['why']})"
+            if loop["looping"]
+            else f"device loop: off ({loop['why']})"
+        )
     else:
         print(
             f"exported {pads} SFZ instrument(s) to {where}/: open {where}/"

@@ -66,8 +66,10 @@ def test_onss_rows_of_a_library_are_its_cells_in_device_order(made, tmp_path):
             row = (cell["row"] * res + cell["column"]) * len(pitches) + pitches.index(cell["pitch"])
             assert np.array_equal(rows[row], int16(made["library"] / pad / cell["file"])), cell["file"]
     settings = json.loads((out / "settings-fragment.json").read_text())
+    loop = {k: settings["nsynth"].pop(k) for k in ("looping", "loopStart", "loopEnd")}
     assert settings["nsynth"] == {"dataDirectory": "/home/pi/pads", "resolution": 3,
                                   "pitches": [48, 55], "length": 1600, "sampleRate": 16000}
+    assert loop["looping"] and loop["loopEnd"] < 0.41  # these 0.1 s sounds fade before 41 %
     names = [[i["name"] for i in corner["instruments"]] for corner in settings["corners"]]
     assert names == [["bass", "trumpet"], ["guitar"], ["keyboard"], ["organ"]]
     trumpet = settings["corners"][0]["instruments"][1]
@@ -100,6 +102,28 @@ def test_onss_of_a_space_pins_the_corner_order_and_applies_the_device_chain(made
     settings = json.loads((out / "settings-fragment.json").read_text())
     assert [c["instruments"][0]["name"] for c in settings["corners"]] == name.split("_")
     assert settings["nsynth"]["pitches"] == [60]
+
+
+def test_onss_loop_of_a_short_library_holds_sound_not_padding(local_small_library, tmp_path,
+                                                               capsys):
+    """Issue 31, item 4: 0.1 s sounds padded to the device's 60,000 samples. The device's own
+    loop (20 % to 41 %: samples 12,000 to 24,600) would hold a key over silence; the exported
+    loop lies where every sound still sounds: within its first 1,600 samples, and in every row
+    the looped part carries sound (its RMS above 1 % of the row's peak)."""
+    out = tmp_path / "onss"
+    assert export(local_small_library.space_dir, "--format", "onss", "--out", out) == 0
+    printed = capsys.readouterr().out
+    device = json.loads((out / "settings-fragment.json").read_text())["nsynth"]
+    assert device["looping"] and device["length"] == 60_000
+    start, end = round(device["loopStart"] * 60_000), round(device["loopEnd"] * 60_000)
+    print(f"device loop: samples {start} to {end} of 60,000")
+    assert 0 < start < end <= 1_600
+    assert f"device loop: {device['loopStart']:g} to {device['loopEnd']:g} of each sound" in printed
+    for pad in (out / "pads").iterdir():
+        for row in np.fromfile(pad, dtype="<i2").reshape(-1, 60_000).astype(np.float64):
+            assert not row[1_600:].any()  # padding
+            looped = row[start:end]
+            assert np.sqrt(np.mean(looped ** 2)) > 0.01 * np.abs(row).max(), pad.name
 
 
 def test_device_display_names_fit_its_8_characters():
@@ -194,12 +218,18 @@ def test_sfz_of_a_line_uses_one_controller_and_options(made, tmp_path):
     text = (out / "line.sfz").read_text()
     assert "locc74=0 hicc74=41\n" in text and "locc74=85 hicc74=127\n" in text
     assert "cc2" not in text and "lokey=43 hikey=53" in text
-    # --loop: Open NSynth Super's 20 % to 41 % of each 1600-sample sound.
-    assert text.count("loop_mode=loop_continuous loop_start=320 loop_end=655") == 3
+    # --loop: Open NSynth Super's 20 % to 41 % of each sound's audible part (issue 31, item 4),
+    # at most of its 1600 samples, and what it loops carries sound.
+    assert text.count("loop_mode=loop_continuous") == 3
     for line in text.splitlines():
         if line.startswith("<region>"):
             sample = line.split("sample=")[1].split()[0]
             assert (out / "samples" / "line" / sample).read_bytes() == (made["line"] / sample).read_bytes()
+            start = int(line.split("loop_start=")[1].split()[0])
+            end = int(line.split("loop_end=")[1].split()[0])
+            sound = int16(made["line"] / sample).astype(np.float64)
+            assert 0 < start < end < 1600 * 0.41
+            assert np.sqrt(np.mean(sound[start:end] ** 2)) > 0.01 * np.abs(sound).max()
 
 
 def test_export_again_replaces_the_earlier_export_whole(made, tmp_path, capsys):

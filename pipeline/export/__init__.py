@@ -69,7 +69,11 @@ def export(
     with atomic_folder(out) as building:
         total = len(source.pads) * source.resolution * source.rows * len(source.pitches)
         with tqdm(total=total, unit="sound", desc=f"export {fmt}", disable=not progress) as bar:
-            files = (onss if fmt == "onss" else sfz).write(source, building, bar, **options)
+            extra = {}
+            if fmt == "onss":
+                files, extra["device_loop"] = onss.write(source, building, bar, **options)
+            else:
+                files = sfz.write(source, building, bar, **options)
         marker = {
             "format": fmt,
             "source": str(source.folder.resolve()),
@@ -83,6 +87,7 @@ def export(
             "pads": [p.name for p in source.pads],
             "options": options,
             "files": files,
+            **extra,
         }
         (building / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return marker

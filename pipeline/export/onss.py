@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import SoundspaceError, signals
-from ..audio import wav_bytes
+from ..audio import audible_samples, wav_bytes
 from ..files import megabytes
 from ..finished import Finished, read_cell
 from ..postprocess import open_nsynth_super_chain
 
 DEVICE_LENGTH = 60000  # samples at 16 kHz, the app's default
 DEVICE_DATA_DIRECTORY = "/home/pi/pads"  # where the app's own settings look for pads
+DEVICE_LOOP = (0.2, 0.41)  # the app's own loop, fractions of the sound
+MIN_LOOP = 160  # samples (10 ms): a shorter loop would buzz rather than sustain
 PADS = "pads"
 SETTINGS = "settings-fragment.json"
 
@@ -84,10 +86,12 @@ def write(
     bar,
     length: int = DEVICE_LENGTH,
     data_directory: str = DEVICE_DATA_DIRECTORY,
-) -> list[str]:
-    """Write every pad's `.bin` under `out/pads/` and the settings fragment; returns the files."""
+) -> tuple[list[str], dict]:
+    """Write every pad's `.bin` under `out/pads/` and the settings fragment; returns the files
+    and the device's loop (`device_loop`)."""
     (out / PADS).mkdir()
     written = []
+    audible = length  # the shortest audible part of any sound (`audio.audible_samples`)
     for pad in source.pads:
         # The app loads the file named by the corners' instrument names (a library's pad name).
         path = out / PADS / ("_".join(i.name for i in pad.corners) + ".bin")
@@ -95,13 +99,12 @@ def write(
             for row in range(source.resolution):
                 for column in range(source.resolution):
                     for pitch in source.pitches:
-                        f.write(
-                            device_samples(source, pad.cells[(column, row, pitch)], length)
-                            .astype("<i2")
-                            .tobytes()
-                        )
+                        sound = device_samples(source, pad.cells[(column, row, pitch)], length)
+                        f.write(sound.astype("<i2").tobytes())
+                        audible = min(audible, audible_samples(sound) or length)  # not silence
                         bar.update()
         written.append(f"{PADS}/{path.name}")
+    loop = device_loop(audible, length)
     settings = {
         "nsynth": {
             "dataDirectory": data_directory,
@@ -109,6 +112,7 @@ def write(
             "pitches": list(source.pitches),
             "length": length,
             "sampleRate": 16000,
+            **{k: loop[k] for k in ("looping", "loopStart", "loopEnd")},
         },
         "corners": [
             {
@@ -121,4 +125,28 @@ def write(
         ],
     }
     (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
-    return written + [SETTINGS]
+    return written + [SETTINGS], loop
+
+
+def device_loop(audible: int, length: int) -> dict:
+    """The device's loop (`looping`, `loopStart`, `loopEnd`: fractions of `length`, one for all
+    sounds): its own 20 % to 41 %, of the part every sound is audible in (`audible` samples), so
+    that a held note never loops over the silence a short sound was padded with; no loop where
+    that part would be under 10 ms (`why` says so)."""
+    start, end = DEVICE_LOOP[0] * audible / length, DEVICE_LOOP[1] * audible / length
+    if (end - start) * length < MIN_LOOP:
+        return {
+            "looping": False,
+            "loopStart": DEVICE_LOOP[0],
+            "loopEnd": DEVICE_LOOP[1],
+            "audible": audible,
+            "why": f"the shortest sound is audible for {audible} samples only: too short to loop, "
+            "so held notes play it once",
+        }
+    return {
+        "looping": True,
+        "loopStart": round(start, 4),
+        "loopEnd": round(end, 4),
+        "audible": audible,
+        "why": f"20 % to 41 % of the {audible} samples every sound is audible in",
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..audio import audible_samples
 from ..finished import Finished, read_cell
 from ..pads import place
 
@@ -48,7 +49,9 @@ def write(
     loop: tuple | None = None,
 ) -> list[str]:
     """Write `out/<pad>.sfz` and its samples under `out/samples/<pad>/` for every pad; `loop` is
-    (start, end) as fractions of each sound, or None. Returns the files written."""
+    (start, end) as fractions of each sound's audible part (`audio.audible_samples`: a loop in
+    the silence after a short sound would hold a key silent), or None. Returns the files
+    written."""
     written = []
     keys = key_ranges(source.pitches, extend)
     columns, rows = cc_ranges(source.resolution), cc_ranges(source.rows)
@@ -87,14 +90,15 @@ def write(
                 lines += ["", f"<group> // cell {name}", condition]
                 for lo, hi, pitch in keys:
                     cell = pad.cells[(column, row, pitch)]
-                    read_cell(cell)  # checked before it is linked
+                    samples = read_cell(cell)[1]  # checked before it is linked
                     place(cell.path, out / folder / cell.file)
                     written.append(f"{folder}/{cell.file}")
                     region = (
                         f"<region> sample={cell.file} pitch_keycenter={pitch} lokey={lo} hikey={hi}"
                     )
                     if loop is not None:
-                        start, end = (round(f * cell.samples) for f in loop)
+                        audible = max(audible_samples(samples), 2)
+                        start, end = (round(f * audible) for f in loop)
                         region += (
                             f" loop_mode=loop_continuous loop_start={start} loop_end={end - 1}"
                         )
