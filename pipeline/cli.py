@@ -49,12 +49,13 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 LOCAL_WORKFLOW = "config-workflow-local.json"
 
 
-def _workflow(given: str | None) -> str | None:
-    """--workflow, else this folder's local workflow (said, so that nobody wonders), else None."""
+def _workflow(given: str | None, say=print) -> str | None:
+    """--workflow, else this folder's local workflow (said, so that nobody wonders: on stdout,
+    where an error's one line is not), else None."""
     if given is not None:
         return given
     if Path(LOCAL_WORKFLOW).is_file():
-        print(f"using the workflow {LOCAL_WORKFLOW} (--workflow chooses another)", file=sys.stderr)
+        say(f"using the workflow {LOCAL_WORKFLOW} (--workflow chooses another)")
         return LOCAL_WORKFLOW
     return None
 
@@ -86,7 +87,7 @@ def cmd_plan(args) -> None:
     from .plan_space import space_cost
 
     space, folder = load_space(args.dataset)
-    workflow_path = _workflow(args.workflow)
+    workflow_path = _workflow(args.workflow, say=lambda _: None)  # the plan names the model
     if workflow_path is None:
         config, model = None, "Magenta's full-size model (assumed: no --workflow says which)"
     else:

@@ -348,17 +348,24 @@ class FolderLock:
         question, which neither creates the file nor keeps the lock."""
         if os.path.realpath(self.path) in _HELD_HERE:
             return None
+        return self.holder() if self.taken() else None
+
+    def taken(self) -> bool:
+        """Whether some process holds the lock now: a probe that waits for nothing (not for a
+        FIFO put where the lock file goes either)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return None  # no lock file (or not one of ours): nobody holds it
+            return False  # no lock file (or not one of ours): nobody holds it
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return self.holder()
+            return True
         finally:
             os.close(fd)  # closing drops a lock taken just to ask
-        return None
+        return False
 
     def acquire(self, wait: bool = False, log=print) -> FolderLock:
         self.file = file = open_own(self.path, "a+")

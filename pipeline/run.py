@@ -11,8 +11,9 @@ space) is checked before the decode starts. One run at a time holds a store (a l
 finished decode has its own record beside its WAV, so an interrupted or failed run keeps its work
 and a rerun makes only what is missing; the run keeps the records its shards return, so it never
 reads its own WAVs back, and it writes the manifest at the stage ends (`running` after the plan,
-`incomplete` or `complete` at the end), never once per shard. The manifest says `complete` only
-when every decode, the pads of a library and the page are written; otherwise what is missing.
+`incomplete` or `complete` at the end, and while the decode runs at most every 2 s, never once per
+shard). The manifest says `complete` only when every decode, the pads of a library and the page
+are written; otherwise what is missing.
 """
 
 from __future__ import annotations
@@ -96,10 +97,9 @@ class Run:
         self.made = files.first_missing(self.folder)  # what this run creates, if anything
         with self.watch("plan"):
             self.plan_ = plan = self.planner.plan(locks, wait, log, pictures)
+            self.planned = {name for point in plan.points for name in point["cells"]}
             try:
                 self.records = finished_records(plan.store, plan.points)
-                output.remove_records_except(plan.store, set(self.records))  # made again
-                self.planned = {name for point in plan.points for name in point["cells"]}
                 self.todo = {
                     spec.index: [
                         i
@@ -109,6 +109,10 @@ class Run:
                     for spec in plan.shards
                 }
                 check_writable(plan, self.bytes_left(pictures))
+                # Accepted: what the store says of the cells made again goes, so that while the
+                # decode runs a record or a partial WAV is this run's (the live page reads them).
+                output.remove_records_except(plan.store, set(self.records))
+                snapshots.forget_partial(plan.store)
             except BaseException:
                 self.abandon()
                 raise

@@ -187,11 +187,11 @@ def render_shard(
     spec: ShardSpec, space_dir, progress=None, made_on: str | None = None, kept=None
 ) -> dict:
     """Make every cell of the shard that is not done. Returns the seconds spent per stage, the
-        number of points decoded and the records of the shard's finished cells (the run keeps them:
-        it never reads its own files back); `progress(samples)` is told the decoder's progress.
-        `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
-        record, and so does `first_step`, the step its decode began at (above 0 when it resumed from
-        a snapshot). `kept(key, batch)` is told each snapshot written and the points of its batch (a
+    number of points decoded and the records of the shard's finished cells (the run keeps them:
+    it never reads its own files back); `progress(samples)` is told the decoder's progress.
+    `made_on` (which machine made the cells, e.g. a Ray node's address) goes into each cell's
+    record, and so does `first_step`, the step its decode began at (above 0 when it resumed from
+    a snapshot). `kept(key, batch)` is told each snapshot written and the points of its batch (a
     remote backend sends it home)."""
     todo, records = survey(spec, space_dir)
     seconds = {"decode": 0.0, "post-process": 0.0, "write": 0.0}
@@ -205,8 +205,10 @@ def render_shard(
         batch = todo[b0 : b0 + spec.decode_batch]
         key = snapshots.batch_key(spec, batch, math, device)
         resume = snapshots.load(space_dir, key, len(batch), frames, hop)
-        if resume is not None and progress:
-            progress(resume[0] * hop * len(batch))  # what the snapshot holds is done
+        if resume is not None:  # what the snapshot holds is done, and can be heard at once
+            snapshots.save_partial(space_dir, [spec.points[i]["cells"] for i in batch], resume[1])
+            if progress:
+                progress(resume[0] * hop * len(batch))
         start = time.perf_counter()
         audio = model.generate(
             spec.embeddings[batch],

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import SoundspaceError, signals, warn
 from .audio import SAMPLE_RATE
-from .files import atomic_write, parse_json, real_folder
+from .files import atomic_write, inside, parse_json, real_folder
 from .output import STATE, cell_wav
 
 FOLDER = STATE / "snapshots"
@@ -173,9 +173,9 @@ def partial_seconds(store: Path, names: set) -> dict:
     """How many seconds of each of these cells its last snapshot holds (its partial WAV's
     length); the folder is listed, as it holds only the cells in flight."""
     found: dict[str, float] = {}
-    try:
-        entries = list(os.scandir(Path(store) / PARTIAL))
-    except OSError:
+    try:  # the folder itself must lie inside the store (a link out is not followed)
+        entries = list(os.scandir(inside(Path(store), PARTIAL.as_posix(), "partial folder")))
+    except (OSError, SoundspaceError):
         return found
     for entry in entries:
         name = entry.name.removesuffix(".wav")
@@ -203,6 +203,15 @@ def clear(store: Path) -> None:
         for path in (Path(store) / folder).glob("*"):
             if not path.is_dir() or path.is_symlink():
                 path.unlink()
+
+
+def forget_partial(store: Path) -> None:
+    """A run has planned: the partial WAVs of earlier runs go (a cell now made with another seed
+    would play the old sound as its progress); a batch that resumes writes its own again from
+    its snapshot at once (`shards.render_shard`)."""
+    for path in (Path(store) / PARTIAL).glob("*.wav"):
+        if not path.is_dir():
+            path.unlink(missing_ok=True)
 
 
 def remove_partial(store: Path, names) -> None:

@@ -253,7 +253,7 @@ def test_generate_finds_the_local_workflow_by_itself_and_says_so(tmp_path):
     (tmp_path / "config-workflow-local.json").write_text(flow.read_text())
     found = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.returncode == 0, found.stderr
-    assert "using the workflow config-workflow-local.json" in found.stderr
+    assert "using the workflow config-workflow-local.json" in found.stdout
     made = json.loads((tmp_path / "w" / "out" / "space" / "manifest.json").read_text())
     assert made["status"] == "complete"
 

@@ -105,7 +105,7 @@ def test_plan_prices_the_model_the_run_will_use(tmp_path):
                              "models/n-synth/dataset-test", "--json"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "using the workflow config-workflow-local.json" in result.stderr
+    assert result.stderr == ""
     plan = json.loads(result.stdout)
     assert plan["cpu_hours"] * 3600 == pytest.approx(9 * 16_000 * 1.135e-3 / 81)
     assert plan["model"].endswith("models/n-synth/checkpoints/demo")

@@ -86,3 +86,104 @@ def test_serve_refuses_a_folder_before_its_run_has_planned(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "empty"), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no manifest.json or library.json yet" in err, err
+
+
+def test_a_plan_forgets_the_earlier_runs_progress_only_once_it_is_accepted(tmp_path, monkeypatch):
+    """A run with another seed must not show the old run's partial audio as its own, nor the old
+    records as finished; but a run refused by its last check (here the disk check) changes
+    nothing; and a batch that resumes can be heard again at once, from its snapshot."""
+    from pipeline import SoundspaceError, run
+
+    data = dataset(tmp_path / "d", length=1.0, resolution=2)
+    flow = workflow(tmp_path, math="numpy", snapshot_seconds=0.05)
+    space = generate_space(data, flow, progress=False, log=lambda _: None).space_dir
+    records = sorted(p.name for p in (space / ".soundspace" / "cells").iterdir())
+    partial = space / snapshots.PARTIAL
+    partial.mkdir(exist_ok=True)
+    (partial / "x00_y00.wav").write_bytes((space / "x00_y00.wav").read_bytes()[:20044])  # 0.625 s
+    config = json.loads((data / "space.json").read_text())
+    (data / "space.json").write_text(json.dumps({**config, "seed": 1}))
+
+    def refuse(plan, needed):
+        raise SoundspaceError("not enough room (the test's)")
+
+    monkeypatch.setattr(run, "check_writable", refuse)
+    with pytest.raises(SoundspaceError, match="the test's"):
+        generate_space(data, flow, progress=False, log=lambda _: None)
+    assert sorted(p.name for p in (space / ".soundspace" / "cells").iterdir()) == records
+    assert list(partial.iterdir()) == [partial / "x00_y00.wav"]
+    monkeypatch.undo()
+
+    seen = {}
+    real_decode = run._decode
+
+    def look(runs, progress):  # the plan is accepted; nothing is decoded yet
+        seen.update(live.Folder(space).progress())
+        return real_decode(runs, progress)
+
+    monkeypatch.setattr(run, "_decode", look)
+    generate_space(data, flow, progress=False, log=lambda _: None)
+    assert {c["state"] for c in seen["cells"].values()} == {"waiting"}, seen
+    assert seen["status"] == "running"  # this process holds the folder
+
+
+def test_a_resumed_batch_is_heard_at_once_from_its_snapshot(tmp_path, monkeypatch):
+    from pipeline import shards
+
+    data = dataset(tmp_path / "d", length=1.0, resolution=2)
+    flow = workflow(tmp_path, math="numpy", snapshot_seconds=0.05)
+    space = tmp_path / "out" / "space"
+    run = start(data, flow)
+    wait_for(lambda: any((space / snapshots.PARTIAL).glob("*.wav")), what="a snapshot")
+    time.sleep(0.3)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    sizes = {p.name: p.stat().st_size for p in (space / snapshots.PARTIAL).glob("*.wav")}
+    heard = {}
+    real_keep = shards._keep
+
+    def first_keep(*args):  # what a listener finds before the resumed batch keeps anything new
+        heard.setdefault("sizes", {p.name: p.stat().st_size
+                                   for p in (space / snapshots.PARTIAL).glob("*.wav")})
+        return real_keep(*args)
+
+    monkeypatch.setattr(shards, "_keep", first_keep)
+    result = generate_space(data, flow, progress=False, log=lambda _: None)
+    assert result.steps < 31 * 512  # it resumed
+    assert heard["sizes"] == sizes, (heard, sizes)  # its partial WAVs were back, as long
+
+
+def test_serve_and_the_live_state_stand_hostile_folders(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.files import FolderLock
+
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "manifest.json")
+    assert main(["serve", str(fifo), "--port", "0"]) == 2  # not a hang
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a manifest (not a file of at most 64 MB)" in err, err
+
+    data = dataset(tmp_path / "d", length=0.05, resolution=2)
+    space = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None).space_dir
+    manifest = json.loads((space / "manifest.json").read_text())
+    (space / "manifest.json").write_text(json.dumps({**manifest, "status": "incomplete"}))
+    assert live.Folder(space).status == "incomplete"
+    held = FolderLock(space / ".soundspace" / "lock", "a run").acquire()
+    try:
+        assert live.Folder(space).status == "running"  # a run writing its page says incomplete
+    finally:
+        held.release()
+    (space / ".soundspace" / "lock").unlink()
+    os.mkfifo(space / ".soundspace" / "lock")
+    assert live.Folder(space).status == "incomplete"  # not a hang either
+
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    sounds = {label: [f"s{label.lower()}{i}" for i in range(60)] for label in ("NW", "NE", "SW", "SE")}
+    (huge / "library.json").write_text(json.dumps({
+        "format": "soundspace-library-1", "status": "running",
+        "library": {"name": "huge", "sounds": sounds, "pitches": [48], "resolution": 3}}))
+    assert main(["serve", str(huge), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "12,960,000 pads" in err and "too large to follow" in err, err

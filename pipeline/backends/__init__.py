@@ -7,7 +7,8 @@ A backend is an object with one method,
 
 where `tasks` is a list of `(ShardSpec, space folder)` (shards of one or several spaces). It runs
 every shard so that its cells end up finished in its space folder, calls `progress(samples)` as
-decoding advances, and yields each shard's `render_shard` result as the shard completes (in any
+decoding advances (on the thread that iterates it, never another: the run rewrites its manifest
+there), and yields each shard's `render_shard` result as the shard completes (in any
 order), its `records` those of the cells now finished in the space folder. Every backend drives
 its tasks with `tasks.run_tasks`, so all share one failure policy: the first failure ends the run
 at once, with that failure (one SoundspaceError line); the tasks in flight are stopped and no

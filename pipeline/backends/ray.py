@@ -208,6 +208,7 @@ class RayBackend:
                 elif "snapshot" in item:
                     attempt.kept[item["snapshot"]] = item["data"]
                     heard(tasks[attempt.task], item)
+                    progress(0)  # nothing finished, but the manifest may be due to say how far
                 else:
                     ended.append(
                         (attempt, lambda attempt=attempt, item=item: finish(attempt, item))
@@ -216,10 +217,10 @@ class RayBackend:
 
         def finish(attempt, reply):
             spec, store = tasks[attempt.task]
-            snapshots.remove_partial(Path(store), [n for p in spec.points for n in p["cells"]])
             merged, records, missing = receive(
                 reply["files"], spec, Path(store), f"Ray node {reply.get('node')}"
             )
+            snapshots.remove_partial(Path(store), [n for n in records])  # now finished
             if missing:
                 raise SoundspaceError(
                     f"shard {spec.index + 1}/{spec.count} of {spec.space}: the "
@@ -265,7 +266,9 @@ def heard(task, item: dict) -> None:
     spec, store = task
     batch = item.get("batch")
     if not (
-        isinstance(batch, list)
+        isinstance(item.get("snapshot"), str)
+        and isinstance(item.get("data"), bytes)
+        and isinstance(batch, list)
         and batch
         and all(type(i) is int and 0 <= i < len(spec.points) for i in batch)
         and len(set(batch)) == len(batch)

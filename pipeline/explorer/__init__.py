@@ -66,36 +66,101 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
         for name in wav
         if inside(space_dir, f"{THUMBS}/{name}.png").is_file()
     }
-    data: dict[str, Any] = {
-        "name": space.name,
-        "resolution": space.resolution,
-        "weighting": space.weighting,
-        "labels": corners,
-        "line": space.line,
-        "pitch": None if space.assumed_pitch else space.pitches[0],
-        "cells": [
-            {
-                "name": c.name,
-                "column": c.column,
-                "row": c.row,
-                "x": c.x,
-                "y": c.y,
-                "weights": c.weights,
-                "file": c.file,
-                "seconds": c.seconds,
-                "peak": c.peak,
-            }
-            for c in cells
-        ],
-        "thumbs": thumbs,
-        "soundBytes": sum((len(d) + 2) // 3 * 4 for d, _ in wav.values()),
-        "embedLimit": embed_bytes,
-    }
-    data["audio"] = (
-        {}
-        if data["soundBytes"] > embed_bytes
-        else {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
+    sound_bytes = sum((len(d) + 2) // 3 * 4 for d, _ in wav.values())
+    data = space_data(
+        space.name,
+        space.resolution,
+        space.weighting,
+        corners,
+        None if space.assumed_pitch else space.pitches[0],
+        [(c.name, c.column, c.row, c.x, c.y, c.weights) for c in cells],
+        thumbs=thumbs,
+        audio=(
+            {}
+            if sound_bytes > embed_bytes
+            else {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
+        ),
+        sound_bytes=sound_bytes,
+        embed_bytes=embed_bytes,
     )
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]
+
+
+def space_data(
+    name: str,
+    resolution: int,
+    weighting: str,
+    labels: dict,
+    pitch: int | None,
+    cells: list[tuple],
+    thumbs: dict | None = None,
+    audio: dict | None = None,
+    sound_bytes: int = 0,
+    embed_bytes: int = EMBED_BYTES,
+    live: bool = False,
+) -> dict[str, Any]:
+    """What a space's page reads (`explorer-data.js`), finished or in the making (`live.py`):
+    `labels` each corner's name, `pitch` the note of its sounds (None: not known), `cells` (name,
+    column, row, x, y, weights), `audio` the sounds embedded (none: fetched)."""
+    return {
+        "name": name,
+        "resolution": resolution,
+        "weighting": weighting,
+        "labels": labels,
+        "line": len(labels) == 2,
+        "pitch": pitch,
+        "cells": [
+            {
+                "name": cell,
+                "column": column,
+                "row": row,
+                "x": x,
+                "y": y,
+                "weights": weights,
+                "file": f"{cell}.wav",
+            }
+            for cell, column, row, x, y, weights in cells
+        ],
+        "thumbs": thumbs or {},
+        "audio": audio or {},
+        "soundBytes": sound_bytes,
+        "embedLimit": embed_bytes,
+        "live": live,
+    }
+
+
+def library_data(
+    name: str,
+    resolution: int,
+    weighting: str,
+    pitches: list,
+    corners: dict,
+    pads: list[str],
+    folders: dict,
+    picture_pitch: int | None = None,
+    pictures_too: bool = False,
+    embed_bytes: int = EMBED_BYTES,
+    live: bool = False,
+) -> dict[str, Any]:
+    """What a library's page reads, finished or in the making: its shape (`corners`: each
+    label's sounds, `pads` their names, `folders` each pitch's folder in a pad); the sounds are
+    added by `library.write` where they fit the page."""
+    return {
+        "name": name,
+        "resolution": resolution,
+        "weighting": weighting,
+        "pitches": pitches,
+        "labels": list(corners),
+        "corners": corners,
+        "pads": pads,
+        "files": None,
+        "audio": None,
+        "folders": folders,
+        "soundBytes": 0,
+        "embedLimit": embed_bytes,
+        "picturePitch": pitches[len(pitches) // 2] if picture_pitch is None else picture_pitch,
+        "pictures": pictures_too,
+        "live": live,
+    }

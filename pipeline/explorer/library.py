@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import finished
 from ..files import atomic_write
 from ..pads import pitch_folder
-from . import DATA, EMBED_BYTES, INDEX, page, pictures
+from . import DATA, EMBED_BYTES, INDEX, library_data, page, pictures
 
 
 def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True) -> list[str]:
@@ -34,24 +34,21 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
         if pictures_too
         for file in _pictures(source, pad, shown)
     ]
-    data = {
-        "name": source.name,
-        "resolution": source.resolution,
-        "weighting": source.weighting,
-        "pitches": list(source.pitches),
-        "labels": list(source.labels),
-        "corners": {
+    data = library_data(
+        source.name,
+        source.resolution,
+        source.weighting,
+        list(source.pitches),
+        {
             label: [{"name": i.name, "label": i.label} for i in instruments]
             for label, instruments in source.instruments.items()
         },
-        "pads": [pad.name for pad in source.pads],
-        "files": None,
-        "audio": None,
-        "folders": folders,
-        "embedLimit": embed_bytes,
-        "picturePitch": shown,
-        "pictures": pictures_too,
-    }
+        [pad.name for pad in source.pads],
+        folders,
+        picture_pitch=shown,
+        pictures_too=pictures_too,
+        embed_bytes=embed_bytes,
+    )
     distinct, files, size = {}, {}, 0
     for pad in source.pads:
         for cell in pad.cells.values():

@@ -21,7 +21,7 @@ from .. import SoundspaceError
 from ..config import SOUND_NAME
 from ..files import inside
 from ..output import PICTURE, THUMBS
-from ..pads import DECODES, LIBRARY_MANIFEST
+from ..pads import DECODES
 from ..snapshots import PARTIAL
 from ..space import CELL_NAME, DECODE_NAME
 from . import DATA, INDEX, live, page
@@ -51,7 +51,7 @@ PROGRESS = "/live.json"
 def serve(folder, port: int = 8765) -> None:
     """Serve the folder's page until Ctrl-C (see the module's docstring)."""
     folder = Path(folder)
-    library = (folder / LIBRARY_MANIFEST).is_file()
+    library = live.manifest_of(folder)[1]
     if live.is_live(folder):
         live.Folder(folder)  # a folder with no readable manifest is refused now, not per request
     elif not (folder / INDEX).is_file():

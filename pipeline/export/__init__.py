@@ -50,13 +50,6 @@ def export(
     options = {**OPTIONS[fmt], **given}
     _check_options(fmt, options)
     source = read(source_dir, pitch)
-    if source.assumed_pitch and fmt == "sfz":
-        field = '"pitch" (a MIDI note)' if source.kind == "space" else '"pitches"'
-        warn(
-            f"{source.folder} does not say which note its sounds are: they are mapped to MIDI "
-            f"{source.pitches[0]} (C4); give the note with --pitch, or set {field} in its "
-            "space.json and run generate again"
-        )
     out = Path(out)
     _check_out(source.folder, out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +83,13 @@ def export(
             **extra,
         }
         (building / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    if source.assumed_pitch and fmt == "sfz":  # said once the export is made, not before a refusal
+        field = '"pitch" (a MIDI note)' if source.kind == "space" else '"pitches"'
+        warn(
+            f"{source.folder} does not say which note its sounds are: they are mapped to MIDI "
+            f"{source.pitches[0]} (C4); give the note with --pitch, or set {field} in its "
+            "space.json and run generate again"
+        )
     return marker
 
 
