@@ -425,10 +425,18 @@ def cmd_export(args) -> None:
             if loop["looping"]
             else f"device loop: off ({loop['why']})"
         )
-    else:
+    elif args.format == "multisample":
         print(
-            f"exported {pads} SFZ instrument(s) to {where}/: open {where}/"
-            f"{marker['files'][0]} in a sampler; CC {marker['options']['cc_x']} moves x"
+            f"exported {pads} multisample(s) to {where}/: drop a .multisample on Bitwig's "
+            "Sampler; its Select walks the cells row by row from the north-west"
+        )
+    else:
+        what = "SFZ instrument(s)" if args.format == "sfz" else "Decent Sampler preset(s)"
+        first = next(f for f in marker["files"] if f.endswith((".sfz", ".dspreset")))
+        print(
+            f"exported {pads} {what} to {where}/: open {where}/{first} in "
+            f"{'a sampler' if args.format == 'sfz' else 'Decent Sampler'}; "
+            f"CC {marker['options']['cc_x']} moves x"
             + (f", CC {marker['options']['cc_y']} moves y" if len(marker["labels"]) == 4 else "")
         )
 
@@ -824,8 +832,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         required=True,
         type=str.lower,
-        choices=("sfz", "onss"),
-        help="sfz (any SFZ sampler) or onss (Open NSynth Super's pads); any case",
+        choices=("sfz", "decent", "multisample", "onss"),
+        help="sfz (any SFZ sampler), decent (Decent Sampler), multisample (Bitwig, PreSonus) "
+        "or onss (Open NSynth Super's pads); any case",
     )
     p.add_argument("--out", required=True, help="export folder (new, empty or an earlier export)")
     p.add_argument(
@@ -838,25 +847,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-directory", help="onss: the pads folder on the device (default /home/pi/pads)"
     )
-    p.add_argument("--cc-x", type=_midi_number("--cc-x"), help="sfz: controller for x (default 1)")
-    p.add_argument("--cc-y", type=_midi_number("--cc-y"), help="sfz: controller for y (default 2)")
+    p.add_argument(
+        "--cc-x", type=_midi_number("--cc-x"), help="sfz, decent: controller for x (default 1)"
+    )
+    p.add_argument(
+        "--cc-y", type=_midi_number("--cc-y"), help="sfz, decent: controller for y (default 2)"
+    )
     p.add_argument(
         "--extend",
         type=int,
-        help="sfz: semitones played beyond the lowest and highest pitch (default 12)",
+        help="sfz, decent, multisample: semitones played beyond the lowest and highest pitch "
+        "(default 12)",
     )
-    p.add_argument("--attack", type=float, help="sfz: attack in seconds (default 0.005)")
-    p.add_argument("--release", type=float, help="sfz: release in seconds (default 0.15)")
+    p.add_argument("--attack", type=float, help="sfz, decent: attack in seconds (default 0.005)")
+    p.add_argument("--release", type=float, help="sfz, decent: release in seconds (default 0.15)")
     p.add_argument(
         "--loop",
         action="store_true",
-        help="sfz: loop while a key is held, from 20 %% to 41 %% of the sound",
+        help="sfz, decent, multisample: loop while a key is held, from 20 %% to 41 %% of the "
+        "sound's audible part",
     )
     p.add_argument(
-        "--loop-start", type=float, help="sfz: loop start, a fraction of the sound (default 0.2)"
+        "--loop-start", type=float, help="loop start, a fraction of the audible part (default 0.2)"
     )
     p.add_argument(
-        "--loop-end", type=float, help="sfz: loop end, a fraction of the sound (default 0.41)"
+        "--loop-end", type=float, help="loop end, a fraction of the audible part (default 0.41)"
     )
     p.set_defaults(func=cmd_export)
 

@@ -469,3 +469,134 @@ def test_a_space_that_does_not_say_its_note_is_exported_at_60_with_a_warning(mad
     assert "pitch_keycenter=50 " in (tmp_path / "b" / "space.sfz").read_text()
     assert export(made["space"], "--format", "onss", "--out", tmp_path / "c") == 0
     assert "warning" not in capsys.readouterr().err  # the device does not map notes
+
+
+SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "samplers"
+
+
+def schema(name: str):
+    from lxml import etree
+
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / name)))
+
+
+def exact_case(root: Path, relative: str) -> bool:
+    """Whether `relative` names a file under `root` with exactly this case, part by part (a
+    sampler on Linux finds nothing else)."""
+    folder = root
+    for part in relative.split("/"):
+        if part not in os.listdir(folder):
+            return False
+        folder = folder / part
+    return folder.is_file()
+
+
+def one_each(zones, axes: dict) -> dict:
+    """For every combination of the axes' values 0..127 (by axis, each zone a (lo, hi) per axis),
+    the zone it plays: each combination must reach at most one zone; returns zone -> hits."""
+    import itertools
+
+    hits: dict = {}
+    names = list(axes)
+    for values in itertools.product(*(range(128) for _ in names)):
+        found = [z for z in zones if all(axes[a](z)[0] <= v <= axes[a](z)[1]
+                                         for a, v in zip(names, values))]
+        assert len(found) <= 1, (values, found)
+        for z in found:
+            hits[z] = hits.get(z, 0) + 1
+    return hits
+
+
+def test_decent_sampler_bundle_validates_and_plays_each_cell_by_one_setting(made, tmp_path):
+    """Issue 31, item 7: the library as a Decent Sampler bundle. Every preset is valid by the
+    schema, every sample is there with its exact case and is the pad's own WAV, and every
+    (x controller, y controller) setting plays exactly one cell, each key at most one of its
+    samples: the bands of the SFZ export, so all 9 cells x 2 pitches are reachable."""
+    from lxml import etree
+
+    out = tmp_path / "decent"
+    assert export(made["library"], "--format", "DECENT", "--out", out) == 0
+    bundle = out / "lib.dsbundle"
+    assert etree.parse(str(bundle / "DSLibraryInfo.xml")).getroot().get("name") == "lib"
+    validator = schema("DecentSampler.xsd")
+    for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
+        preset = etree.parse(str(bundle / f"{pad}.dspreset"))
+        assert validator.validate(preset), validator.error_log
+        groups = preset.findall("groups/group")
+        assert [g.get("name") for g in groups] == [f"x{c:02d}_y{r:02d}" for r in range(3)
+                                                   for c in range(3)]
+        cc = {g: ((int(g.get("loCC1")), int(g.get("hiCC1"))), (int(g.get("loCC2")),
+                                                               int(g.get("hiCC2"))))
+              for g in groups}
+        import itertools
+
+        reached = {}
+        for x, y in itertools.product(range(128), range(128)):
+            found = [g for g, ((lx, hx), (ly, hy)) in cc.items() if lx <= x <= hx and ly <= y <= hy]
+            assert len(found) == 1, (x, y, found)
+            reached.setdefault(found[0].get("name"), (x, y))
+        assert len(reached) == 9
+        assert reached["x00_y02"] == (0, 0) and reached["x02_y00"] == (85, 85)  # y 0 is south; bands 0-41, 42-84, 85-127
+        for group in groups:
+            samples = group.findall("sample")
+            for key in range(128):
+                playing = [s for s in samples
+                           if int(s.get("loNote")) <= key <= int(s.get("hiNote"))]
+                assert len(playing) == (1 if 36 <= key <= 67 else 0), (key, playing)
+            for sample in samples:
+                path = sample.get("path")
+                assert exact_case(bundle, path), path
+                pitch = int(sample.get("rootNote"))
+                own = made["library"] / pad / f"p{pitch}" / f"{group.get('name')}.wav"
+                assert (bundle / path).read_bytes() == own.read_bytes()
+        # the knobs on the page follow CC 1 and CC 2 (UI positions count the labels too)
+        controls = list(preset.find("ui/tab"))
+        for cc_number in (1, 2):
+            binding = preset.find(f"midi/cc[@number='{cc_number}']/binding")
+            knob = controls[int(binding.get("position"))]
+            assert knob.tag == "labeled-knob" and f"CC {cc_number}" in knob.get("label")
+    assert export(made["space"], "--format", "decent", "--out", tmp_path / "bad", "--cc-x", 0) == 2
+
+
+def test_bitwig_multisample_validates_and_plays_each_cell_by_one_select_value(made, tmp_path):
+    """Issue 31, item 7: one .multisample per pad, a zip whose entries are all stored (players
+    stream from it), multisample.xml first and valid by the format's schema, every sample an
+    entry holding the pad's own WAV; every (select value, key) plays at most one sample, and
+    every cell and pitch is reached."""
+    import zipfile
+
+    from lxml import etree
+
+    out = tmp_path / "multisample"
+    assert export(made["library"], "--format", "multisample", "--out", out) == 0
+    validator = schema("multisample.xsd")
+    for pad in ("bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"):
+        with zipfile.ZipFile(out / f"{pad}.multisample") as archive:
+            entries = archive.infolist()
+            assert entries[0].filename == "multisample.xml"
+            assert all(e.compress_type == zipfile.ZIP_STORED for e in entries)
+            xml = etree.fromstring(archive.read("multisample.xml"))
+            assert validator.validate(xml), validator.error_log
+            samples = xml.findall("sample")
+            assert len(samples) == 18 and len(entries) == 19
+            for sample in samples:
+                own = made["library"] / pad / sample.get("file")
+                assert archive.read(sample.get("file")) == own.read_bytes()
+        zones = [(s.get("file"), (int(s.find("select").get("low")), int(s.find("select").get("high"))),
+                  (int(s.find("key").get("low")), int(s.find("key").get("high")))) for s in samples]
+        hits = one_each(zones, {"select": lambda z: z[1], "key": lambda z: z[2]})
+        assert sorted(z[0] for z in hits) == sorted(z[0] for z in zones)  # each reached
+        first = next(z for z in zones if z[0] == "p48/x00_y00.wav")
+        assert first[1][0] == 0 and first[2] == (36, 51)  # select 0 plays the north-west cell
+
+
+def test_a_multisample_of_more_cells_than_select_values_is_refused(made, tmp_path, capsys):
+    from dataclasses import replace
+
+    from pipeline import SoundspaceError
+    from pipeline.export import multisample
+    from pipeline.finished import read
+
+    many = replace(read(made["space"]), resolution=12)  # 144 cells
+    with pytest.raises(SoundspaceError, match="144 cells per pad, more than the 128"):
+        multisample.check(many)

@@ -1,14 +1,15 @@
 """Exports: a finished space or library as something an instrument loads.
 
-    soundspace export SPACE_OR_LIBRARY --format onss|sfz --out DIR
+    soundspace export SPACE_OR_LIBRARY --format sfz|decent|multisample|onss --out DIR
 
-`onss` writes Open NSynth Super's pad files and settings (`onss.py`), `sfz` an SFZ instrument per
-pad with its samples (`sfz.py`); both read the source through `pipeline.finished`, which trusts
-nothing in it. The export is built in a temporary folder beside DIR and renamed into place
-(`files.atomic_folder`), so DIR holds the previous export or the new one, never half of one,
-and running the command again rebuilds it. DIR may be new, empty, or an earlier export that
-holds nothing but what its `export.json` lists; any other folder (a note or a DAW project added
-to an export included) is refused, since replacing it would delete what it holds.
+`sfz` writes an SFZ instrument per pad with its samples (`sfz.py`), `decent` a Decent Sampler
+bundle of presets (`decent.py`), `multisample` a Bitwig multisample per pad (`multisample.py`),
+`onss` Open NSynth Super's pad files and settings (`onss.py`); all read the source through
+`pipeline.finished`, which trusts nothing in it. The export is built in a temporary folder beside
+DIR and renamed into place (`files.atomic_folder`), so DIR holds the previous export or the new one,
+never half of one, and running the command again rebuilds it. DIR may be new, empty, or an earlier
+export that holds nothing but what its `export.json` lists; any other folder (a note or a DAW
+project added to an export included) is refused, since replacing it would delete what it holds.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from pathlib import Path
 from .. import SoundspaceError, warn
 from ..files import atomic_folder, is_temp, parse_json
 from ..finished import read
-from . import onss, sfz
+from . import decent, multisample, onss, sfz
 
-FORMATS = ("onss", "sfz")
+FORMATS = ("sfz", "decent", "multisample", "onss")
 MARKER = "export.json"
 # Each format's options and their defaults; an option of the other format is refused.
 OPTIONS: dict[str, dict[str, object]] = {
     "onss": {"length": onss.DEVICE_LENGTH, "data_directory": onss.DEVICE_DATA_DIRECTORY},
     "sfz": {"cc_x": 1, "cc_y": 2, "extend": 12, "attack": 0.005, "release": 0.15, "loop": None},
+    "decent": {"cc_x": 1, "cc_y": 2, "extend": 12, "attack": 0.005, "release": 0.15, "loop": None},
+    "multisample": {"extend": 12, "loop": None},
 }
 
 
@@ -55,6 +58,8 @@ def export(
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "onss":
         onss.check(source, out.parent, options["length"])
+    if fmt == "multisample":
+        multisample.check(source)
 
     for leftover in out.parent.glob(f".{out.name}.*"):  # what a killed export left behind
         if is_temp(leftover) and leftover.is_dir():
@@ -66,7 +71,8 @@ def export(
             if fmt == "onss":
                 files, extra["device_loop"] = onss.write(source, building, bar, **options)
             else:
-                files = sfz.write(source, building, bar, **options)
+                writer = {"sfz": sfz, "decent": decent, "multisample": multisample}[fmt]
+                files = writer.write(source, building, bar, **options)
         marker = {
             "format": fmt,
             "source": str(source.folder.resolve()),
@@ -83,7 +89,7 @@ def export(
             **extra,
         }
         (building / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-    if source.assumed_pitch and fmt == "sfz":  # said once the export is made, not before a refusal
+    if source.assumed_pitch and fmt != "onss":  # said once the export is made, not before a refusal
         field = '"pitch" (a MIDI note)' if source.kind == "space" else '"pitches"'
         warn(
             f"{source.folder} does not say which note its sounds are: they are mapped to MIDI "
@@ -94,28 +100,28 @@ def export(
 
 
 def _check_options(fmt: str, o: dict) -> None:
-    if fmt == "onss":
-        if not 1 <= o["length"] <= 60 * 16000:
-            raise SoundspaceError(
-                f"--length {o['length']}: the device length in samples at "
-                "16 kHz, from 1 to 960000 (the device's default is 60000)"
-            )
-        return
+    if "length" in o and not 1 <= o["length"] <= 60 * 16000:
+        raise SoundspaceError(
+            f"--length {o['length']}: the device length in samples at "
+            "16 kHz, from 1 to 960000 (the device's default is 60000)"
+        )
+    low = 1 if fmt == "decent" else 0  # Decent Sampler's CC ranges take controllers 1 to 127
     for name in ("cc_x", "cc_y"):
-        if not 0 <= o[name] <= 127:
+        if name in o and not low <= o[name] <= 127:
             raise SoundspaceError(
-                f"--{name.replace('_', '-')} {o[name]}: a MIDI controller number from 0 to 127"
+                f"--{name.replace('_', '-')} {o[name]}: a MIDI controller number from {low} "
+                f"to 127{' for --format decent' if low else ''}"
             )
-    if o["cc_x"] == o["cc_y"]:
+    if "cc_x" in o and o["cc_x"] == o["cc_y"]:
         raise SoundspaceError(f"--cc-x and --cc-y are both {o['cc_x']}: give two controllers")
-    if not 0 <= o["extend"] <= 127:
+    if "extend" in o and not 0 <= o["extend"] <= 127:
         raise SoundspaceError(
             f"--extend {o['extend']}: semitones beyond the outer pitches, 0 to 127"
         )
     for name in ("attack", "release"):
-        if not 0 <= o[name] <= 10:
+        if name in o and not 0 <= o[name] <= 10:
             raise SoundspaceError(f"--{name} {o[name]:g}: seconds, from 0 to 10")
-    if o["loop"] is not None and not 0 <= o["loop"][0] < o["loop"][1] <= 1:
+    if o.get("loop") is not None and not 0 <= o["loop"][0] < o["loop"][1] <= 1:
         raise SoundspaceError(
             f"--loop-start {o['loop'][0]:g} --loop-end {o['loop'][1]:g}: "
             "fractions of the sound with 0 <= start < end <= 1"

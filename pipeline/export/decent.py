@@ -1,0 +1,144 @@
+"""Decent Sampler: every pad as a `.dspreset` in one `.dsbundle` folder, played like the SFZ
+export (the same keys, the same two controllers choosing the cell).
+
+A `.dsbundle` is a folder holding presets, their samples and a `DSLibraryInfo.xml` (the layout
+Decent Sampler's library browser reads). In a preset each cell is a `<group>`: it answers only
+while the x controller's last value lies in its column's band and the y controller's in its
+row's (`loCCN`/`hiCCN`, Decent Sampler's form of SFZ's `locc`/`hicc`: the same bands as the SFZ
+export, `sfz.cc_ranges`), and holds one sample per pitch with the SFZ export's key ranges
+(`sfz.key_ranges`). Two labelled knobs on the preset's page show the controllers: each follows
+its CC (a `<midi><cc>` binding to the knob's value). Until a controller moves, Decent Sampler
+reads its value as 0: the south-west cell plays.
+
+The schema the suite validates every preset against (an unofficial one, now kept by Decent
+Sampler's author) does not declare the XY pad the guide documents, so the page has the two knobs;
+sample paths keep to the characters it allows (letters, digits, `_`, `-`, `.`, `/`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from ..audio import audible_samples
+from ..finished import Finished, read_cell
+from ..pads import place
+from .sfz import cc_ranges, key_ranges
+
+SAMPLES = "Samples"
+LIBRARY_INFO = "DSLibraryInfo.xml"
+UI_WIDTH, UI_HEIGHT = 812, 375  # the size the developers' guide recommends
+
+
+def write(
+    source: Finished,
+    out: Path,
+    bar,
+    cc_x: int = 1,
+    cc_y: int = 2,
+    extend: int = 12,
+    attack: float = 0.005,
+    release: float = 0.15,
+    loop: tuple | None = None,
+) -> list[str]:
+    """Write `out/<name>.dsbundle/`: a `<pad>.dspreset` per pad, its samples under
+    `Samples/<pad>/` and the library's info; returns the files written (relative to `out`)."""
+    bundle = f"{source.name}.dsbundle"
+    (out / bundle).mkdir()
+    written = []
+    keys = key_ranges(source.pitches, extend)
+    columns, rows = cc_ranges(source.resolution), cc_ranges(source.rows)
+    for pad in source.pads:
+        folder = f"{SAMPLES}/{pad.name}"
+        corners = ", ".join(
+            f"{label}: {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
+        )
+        groups = []
+        for row in range(source.rows):
+            for column in range(source.resolution):
+                lo_x, hi_x = columns[column]
+                condition = f'loCC{cc_x}="{lo_x}" hiCC{cc_x}="{hi_x}"'
+                if not source.line:
+                    lo_y, hi_y = rows[source.rows - 1 - row]
+                    condition += f' loCC{cc_y}="{lo_y}" hiCC{cc_y}="{hi_y}"'
+                samples = []
+                for lo, hi, pitch in keys:
+                    cell = pad.cells[(column, row, pitch)]
+                    audio = read_cell(cell)[1]  # checked before it is linked
+                    place(cell.path, out / bundle / folder / cell.file)
+                    written.append(f"{bundle}/{folder}/{cell.file}")
+                    sample = (
+                        f'<sample path="{folder}/{cell.file}" rootNote="{pitch}" '
+                        f'loNote="{lo}" hiNote="{hi}"'
+                    )
+                    if loop is not None:
+                        audible = max(audible_samples(audio), 2)
+                        start, end = (round(f * audible) for f in loop)
+                        sample += f' loopEnabled="true" loopStart="{start}" loopEnd="{end - 1}"'
+                    samples.append(f"      {sample}/>")
+                    bar.update()
+                name = f"x{column:02d}_y{row:02d}"
+                groups += [f'    <group name="{name}" {condition}>', *samples, "    </group>"]
+        text = _preset(source, pad.name, corners, groups, cc_x, cc_y, attack, release)
+        (out / bundle / f"{pad.name}.dspreset").write_text(text)
+        written.append(f"{bundle}/{pad.name}.dspreset")
+    info = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<DecentSamplerLibraryInfo name={quoteattr(source.name)}/>\n"
+    )
+    (out / bundle / LIBRARY_INFO).write_text(info)
+    return written + [f"{bundle}/{LIBRARY_INFO}"]
+
+
+def _preset(source, pad: str, corners: str, groups, cc_x, cc_y, attack, release) -> str:
+    """A pad's preset: its page (the knobs that show the controllers), its groups, and the
+    bindings that move the knobs with the controllers."""
+    knob = (
+        '      <labeled-knob x="{x}" y="150" width="120" height="120" label={label} '
+        'type="float" minValue="0" maxValue="127" value="0" textColor="FFFFFFFF" '
+        'trackForegroundColor="FFFF4F8B"/>'
+    )
+    knobs = [knob.format(x=300, label=quoteattr(f"x: CC {cc_x}"))]
+    follow = [_follow(cc_x, 2)]  # UI positions count the two labels before the knobs
+    if not source.line:
+        knobs.append(knob.format(x=440, label=quoteattr(f"y: CC {cc_y}")))
+        follow.append(_follow(cc_y, 3))
+    title = f"{source.name} {pad}" if source.kind == "library" else source.name
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            f"<!-- {_comment(title)}: a soundspace {source.kind}, by soundspace export; "
+            f"corners {_comment(corners)}; model {source.model}, seed {source.seed} -->",
+            '<DecentSampler minVersion="1.6.0">',
+            f'  <ui width="{UI_WIDTH}" height="{UI_HEIGHT}" bgColor="FF111111">',
+            '    <tab name="main">',
+            f'      <label x="20" y="20" width="770" height="30" text={quoteattr(title)} '
+            'textColor="FFFFFFFF" textSize="22"/>',
+            f'      <label x="20" y="60" width="770" height="60" text={quoteattr(corners)} '
+            'textColor="FFAAAAAA" textSize="14"/>',
+            *knobs,
+            "    </tab>",
+            "  </ui>",
+            f'  <groups attack="{attack:g}" release="{release:g}">',
+            *groups,
+            "  </groups>",
+            "  <midi>",
+            *follow,
+            "  </midi>",
+            "</DecentSampler>",
+            "",
+        ]
+    )
+
+
+def _follow(cc: int, knob: int) -> str:
+    """The binding that moves knob `knob` of the page with controller `cc`."""
+    return (
+        f'    <cc number="{cc}"><binding level="ui" type="control" position="{knob}" '
+        'parameter="VALUE" translation="linear" translationOutputMin="0" '
+        'translationOutputMax="127"/></cc>'
+    )
+
+
+def _comment(text: str) -> str:
+    return text.replace("--", "- -")
