@@ -4,6 +4,7 @@
       x00_y00.wav ...        one 16-bit 16 kHz WAV per cell, named by grid column and row
       manifest.json          space, workflow, model identity, seed, every finished cell, timings
       embeddings.npz         the inputs' and the cells' embeddings
+      inputs/NW.wav ...      the input sounds as encoded (cut or padded), played by the page
       index.html, explorer-data.js, space.png, thumbs/   the explorer (pipeline/explorer)
       .soundspace/cells/     one small JSON record per finished cell (how it was made)
       .soundspace/lock       held by the run writing the space (one at a time)
@@ -47,11 +48,12 @@ INCOMING = ".incoming-"  # prefix of the folders remote backends unpack results 
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npz"
 THUMBS = "thumbs"
+INPUTS = "inputs"  # the input sounds as the encoder heard them, for the page to play beside cells
 EXPLORER_FILES = ("index.html", "explorer-data.js")
 PICTURE = "space.png"
 FORMAT = "soundspace-space-1"
 # Every folder a run writes files into: where a killed run's temporary files are looked for.
-WRITTEN_FOLDERS = (Path("."), RECORDS, Path(THUMBS))
+WRITTEN_FOLDERS = (Path("."), RECORDS, Path(THUMBS), Path(INPUTS))
 
 
 def lock(space_dir: Path, wait: bool = False, log=print) -> FolderLock:
@@ -158,6 +160,14 @@ def write_manifest(space_dir: Path, manifest: dict) -> None:
     atomic_write(
         space_dir / MANIFEST, (json.dumps({"format": FORMAT, **manifest}, indent=1) + "\n").encode()
     )
+
+
+def write_inputs(folder: Path, sounds: dict) -> None:
+    """`inputs/<name>.wav` for each input sound (name -> float audio at 16 kHz): what the page
+    plays beside the cells, the sound as it went into the encoder (cut or padded to length)."""
+    real_folder(folder, INPUTS)
+    for name, audio in sounds.items():
+        atomic_write(folder / INPUTS / f"{name}.wav", wav_bytes(audio))
 
 
 def write_embeddings(space_dir: Path, **arrays) -> None:

@@ -160,7 +160,8 @@ class LibraryPlanner:
 
     def bytes_left(self, records: dict, pictures: bool) -> int:
         """The decodes left (WAV and record), should the pads have to be copies rather than links
-        every pad cell again, the page's data (old and new side by side) and the pads' pictures."""
+        every pad cell again, the page's data (old and new side by side), the pads' pictures and
+        the inputs."""
         library = self.library
         wav = {p: 44 + 2 * n for p, n in library.samples.items()}
         left = sum(blocks(wav[d.pitch]) + 4096 for d in library.decodes if d.name not in records)
@@ -168,7 +169,8 @@ class LibraryPlanner:
         every = sum(wav[d.pitch] for d in library.decodes)  # the page embeds them, up to a bound
         page = 2 * blocks(min(explorer_library.EMBED_BYTES, every * 4 // 3))
         drawn = len(library.pads) * blocks(60_000 * (len(library.grid) + 1)) if pictures else 0
-        return left + pad_cells + page + drawn + (1 << 20)
+        inputs = sum(blocks(44 + 2 * len(audio)) for audio in library.audio.values())
+        return left + pad_cells + page + drawn + inputs + (1 << 20)
 
     def save_manifest(self, status: str, missing: dict, records: dict, progress: dict) -> None:
         library, model = self.library, self.model
@@ -219,6 +221,13 @@ class LibraryPlanner:
         )
 
     def write(self, records: dict) -> None:
+        output.write_inputs(
+            self.library_dir,
+            {
+                sound if pitch is None else f"{sound}_{pitch}": audio
+                for (sound, pitch), audio in self.library.audio.items()
+            },
+        )
         placed = {"link": 0, "copy": 0}
         for p in range(len(self.library.pads)):
             for how, count in pads.write_pad(self.library_dir, self.library, p, records).items():

@@ -110,7 +110,7 @@ class SpacePlanner:
             points,
             specs,
             written,
-            output.WRITTEN_FOLDERS[: 2 + pictures],
+            (Path("."), output.RECORDS, *(Path(output.THUMBS),) * pictures, Path(output.INPUTS)),
         )
 
     def _check_same_sounds(self) -> None:
@@ -152,15 +152,18 @@ class SpacePlanner:
 
     def bytes_left(self, records: dict, pictures: bool) -> int:
         """About how much disk the rest of the run takes: the cells left (WAV, record, thumbnail),
-        the embeddings, and the explorer (every WAV again in base64, beside the old one)."""
+        the embeddings, the inputs and the explorer (every WAV again in base64, beside the old
+        one, the inputs too)."""
         count, left = len(self.grid), len(self.grid) - len(records)
         wav = 44 + 2 * self.space.samples
         per_cell = blocks(wav) + blocks(600) + (blocks(20_000) if pictures else 0)
-        explorer = 2 * blocks(count * (wav * 4 // 3 + 300)) + (
+        sounds = count + len(self.space.labels)  # the inputs are in the page too
+        explorer = 2 * blocks(sounds * (wav * 4 // 3 + 300)) + (
             blocks(60_000 * count) if pictures else 0
         )
         embedding_values = (count + 4) * self.point_embeddings.shape[1] * 16
-        return left * per_cell + 2 * blocks(4 * embedding_values) + explorer + (1 << 20)
+        inputs = len(self.space.labels) * blocks(wav)
+        return left * per_cell + 2 * blocks(4 * embedding_values) + explorer + inputs + (1 << 20)
 
     def save_manifest(self, status: str, missing: dict, records: dict, progress: dict) -> None:
         space, model, labels = self.space, self.model, self.space.labels
@@ -207,6 +210,7 @@ class SpacePlanner:
             weights=np.array([c.weights for c in grid]),
             cells=self.point_embeddings[[self.index[c] for c in range(len(grid))]],
         )
+        output.write_inputs(self.space_dir, dict(zip(self.space.labels, self.audio, strict=True)))
 
     def write_page(self, pictures: bool) -> None:
         from . import explorer

@@ -672,3 +672,51 @@ def test_a_library_is_played_while_it_is_made_then_from_its_pads(tmp_path):
         if run.poll() is None:
             os.killpg(run.pid, 9)
             run.wait()
+
+
+@pytest.mark.browser
+def test_both_pages_play_the_input_sounds_beside_the_cells_and_download_the_cell(test_space,
+                                                                               test_library):
+    """Issue 31, item 8: a corner's input sound, as the encoder heard it (the dataset's file cut
+    to the space's 1 s), plays from its corner's name on a space's page and from the button
+    beside a library's corner selector (at the last note's pitch); the library's page offers
+    the WAV of the cell under the cursor at that pitch."""
+    import numpy as np
+    import soundfile
+    from selenium.webdriver.common.by import By
+
+    from .pipeline_helpers import TEST_DATASET
+
+    heard = soundfile.read(test_space / "inputs" / "NW.wav", dtype="int16")[0]
+    source = soundfile.read(TEST_DATASET / "bass.wav", dtype="float64")[0][:16000]
+    assert len(heard) == 16000 and np.abs(heard / 32768 - source).max() < 1.5 / 32768
+    driver = chromium()
+    try:
+        driver.get((test_space / "index.html").as_uri())
+        driver.find_element(By.CSS_SELECTOR, 'button.label[data-input="NW"]').click()
+        wait_for(driver, "return window.explorer.playing", "input NW")
+        rate = driver.execute_script("return window.explorer.context.sampleRate")
+        played = driver.execute_script("return window.explorer.voice.source.buffer.length")
+        assert played == round(16000 * rate / 16000)
+        assert "Fingered bass" in driver.find_element(By.ID, "status").text
+
+        assert main(["explore", str(test_library), "--embed-max-mb", "0"]) == 0  # over serve
+        server = Served(test_library)
+        try:
+            driver.get(server.url)
+            wait_for(driver, "return window.explorer.pad", "bass_guitar_keyboard_organ")
+            link = driver.find_element(By.ID, "download")
+            assert link.get_attribute("href") == server.url + \
+                "bass_guitar_keyboard_organ/p55/x00_y00.wav"  # the middle pitch before any note
+            driver.execute_script("window.explorer.noteOn(48); window.explorer.noteOff(48)")
+            assert link.get_attribute("href").endswith("bass_guitar_keyboard_organ/p48/x00_y00.wav")
+            driver.find_element(By.CSS_SELECTOR, 'button.input[data-corner="NW"]').click()
+            wait_for(driver, "return window.explorer.heardInput", "inputs/bass_48.wav")
+            wait_until(driver, "return window.explorer.inputVoice && "
+                               "window.explorer.inputVoice.source.buffer.length > 0")
+            assert "inputs/bass_48.wav" in server.wavs()
+            assert (test_library / "inputs" / "bass_48.wav").is_file()
+        finally:
+            server.close()
+    finally:
+        driver.quit()

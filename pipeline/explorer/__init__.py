@@ -14,19 +14,22 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import SoundspaceError, finished
 from ..files import atomic_write, inside
-from ..output import EXPLORER_FILES, THUMBS
+from ..output import EXPLORER_FILES, INPUTS, THUMBS
 from . import pictures
 
 INDEX, DATA = EXPLORER_FILES
 # explorer-data.js never grows beyond this: sounds are embedded (for file://, where a page may
 # not fetch) only while all of them fit; above it the page fetches them over `soundspace serve`.
 EMBED_BYTES = 8_000_000
+MAX_INPUT_BYTES = 4_000_000  # an input sound the run wrote: at most 60 s of 16-bit 16 kHz
 
 
 def page(template: str, title: str) -> bytes:
@@ -66,7 +69,13 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
         for name in wav
         if inside(space_dir, f"{THUMBS}/{name}.png").is_file()
     }
-    sound_bytes = sum((len(d) + 2) // 3 * 4 for d, _ in wav.values())
+    inputs = read_inputs(space_dir, list(space.labels))
+    sound_bytes = sum(
+        (len(d) + 2) // 3 * 4 for d in [*(d for d, _ in wav.values()), *inputs.values()]
+    )
+    embedded = {name: content for name, (content, _) in wav.items()} | {
+        f"{INPUTS}/{label}": content for label, content in inputs.items()
+    }
     data = space_data(
         space.name,
         space.resolution,
@@ -75,10 +84,11 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
         None if space.assumed_pitch else space.pitches[0],
         [(c.name, c.column, c.row, c.x, c.y, c.weights) for c in cells],
         thumbs=thumbs,
+        inputs=list(inputs),
         audio=(
             {}
             if sound_bytes > embed_bytes
-            else {name: base64.b64encode(content).decode() for name, (content, _) in wav.items()}
+            else {name: base64.b64encode(content).decode() for name, content in embedded.items()}
         ),
         sound_bytes=sound_bytes,
         embed_bytes=embed_bytes,
@@ -86,6 +96,21 @@ def write(space_dir, pictures_too: bool = True, embed_bytes: int = EMBED_BYTES) 
     atomic_write(space_dir / DATA, ("window.SOUNDSPACE = " + json.dumps(data) + ";\n").encode())
     atomic_write(space_dir / INDEX, page("index.html", data["name"]))
     return written + [DATA, INDEX]
+
+
+def read_inputs(folder: Path, names: list[str]) -> dict[str, bytes]:
+    """The input sounds the run wrote (`output.write_inputs`) that are there: name -> WAV bytes
+    (a regular file inside the folder, of at most MAX_INPUT_BYTES; the page only plays them)."""
+    found = {}
+    for name in names:
+        try:
+            path = inside(folder, f"{INPUTS}/{name}.wav", "input sound")
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_INPUT_BYTES:
+                found[name] = path.read_bytes()
+        except (OSError, SoundspaceError):
+            continue
+    return found
 
 
 def space_data(
@@ -96,6 +121,7 @@ def space_data(
     pitch: int | None,
     cells: list[tuple],
     thumbs: dict | None = None,
+    inputs: list | None = None,
     audio: dict | None = None,
     sound_bytes: int = 0,
     embed_bytes: int = EMBED_BYTES,
@@ -103,7 +129,8 @@ def space_data(
 ) -> dict[str, Any]:
     """What a space's page reads (`explorer-data.js`), finished or in the making (`live.py`):
     `labels` each corner's name, `pitch` the note of its sounds (None: not known), `cells` (name,
-    column, row, x, y, weights), `audio` the sounds embedded (none: fetched)."""
+    column, row, x, y, weights), `inputs` the corners whose input sound is there to play beside
+    them (`inputs/<label>.wav`), `audio` the sounds embedded (none: fetched)."""
     return {
         "name": name,
         "resolution": resolution,
@@ -124,6 +151,7 @@ def space_data(
             for cell, column, row, x, y, weights in cells
         ],
         "thumbs": thumbs or {},
+        "inputs": {label: f"{INPUTS}/{label}.wav" for label in inputs or []},
         "audio": audio or {},
         "soundBytes": sound_bytes,
         "embedLimit": embed_bytes,

@@ -12,13 +12,15 @@ embedded, each distinct file once, so that it plays from file:// with no server;
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
 from .. import finished
 from ..files import atomic_write
+from ..output import INPUTS
 from ..pads import pitch_folder
-from . import DATA, EMBED_BYTES, INDEX, library_data, page, pictures
+from . import DATA, EMBED_BYTES, INDEX, library_data, page, pictures, read_inputs
 
 
 def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True) -> list[str]:
@@ -49,7 +51,25 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
         pictures_too=pictures_too,
         embed_bytes=embed_bytes,
     )
+    sounds = sorted({i.name for instruments in source.instruments.values() for i in instruments})
+    names = {
+        (sound, pitch): f"{sound}_{pitch}" if source.pitched else sound
+        for sound in sounds
+        for pitch in source.pitches
+    }
+    inputs = read_inputs(library_dir, list(names.values()))
+    data["inputs"] = {  # sound -> pitch -> its input's file, where the run wrote it
+        sound: {pitch: f"{INPUTS}/{names[(sound, pitch)]}.wav" for pitch in source.pitches}
+        for sound in sounds
+        if all(names[(sound, pitch)] in inputs for pitch in source.pitches)
+    }
     distinct, files, size = {}, {}, 0
+    input_audio = {}
+    for name, content in inputs.items():
+        sha = hashlib.sha256(content).hexdigest()
+        files[f"{INPUTS}/{name}.wav"] = sha
+        input_audio[sha] = content
+        size += (len(content) + 2) // 3 * 4
     for pad in source.pads:
         for cell in pad.cells.values():
             files[f"{pad.name}/{cell.file}"] = cell.sha256
@@ -62,7 +82,7 @@ def write(library_dir, embed_bytes: int = EMBED_BYTES, pictures_too: bool = True
         data["audio"] = {
             sha: base64.b64encode(finished.read_cell(cell)[0]).decode()
             for sha, cell in distinct.items()
-        }
+        } | {sha: base64.b64encode(content).decode() for sha, content in input_audio.items()}
     atomic_write(
         library_dir / DATA, ("window.SOUNDSPACE_LIBRARY = " + json.dumps(data) + ";\n").encode()
     )

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from .. import SoundspaceError
 from ..config import SOUND_NAME
 from ..files import inside
-from ..output import PICTURE, THUMBS
+from ..output import INPUTS, PICTURE, THUMBS
 from ..pads import DECODES
 from ..snapshots import PARTIAL
 from ..space import CELL_NAME, DECODE_NAME
@@ -29,11 +29,13 @@ from . import DATA, INDEX, live, page
 # The finished page's files: the explorer's own and nothing else of the folder.
 SERVED = re.compile(
     rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{re.escape(PICTURE)}|"
-    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav)?"
+    rf"{THUMBS}/{CELL_NAME.pattern}\.png|{CELL_NAME.pattern}\.wav|"
+    rf"{INPUTS}/(?:LEFT|RIGHT|NW|NE|SW|SE)\.wav)?"
 )
 # ... and in a library folder: the page, its data, and the pads' cells, fetched as notes need them.
 SERVED_LIBRARY = re.compile(
-    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{SOUND_NAME}(?:_{SOUND_NAME})+"
+    rf"/(?:{re.escape(INDEX)}|{re.escape(DATA)}|{INPUTS}/{SOUND_NAME}(?:_[0-9]{{1,3}})?\.wav|"
+    rf"{SOUND_NAME}(?:_{SOUND_NAME})+"
     rf"/(?:(?:p[0-9]{{1,3}}/)?{CELL_NAME.pattern}\.wav|{re.escape(PICTURE)}|"
     rf"{THUMBS}/{CELL_NAME.pattern}\.png))?"
 )
