@@ -39,7 +39,9 @@ def test_generate_writes_the_explorer_and_pictures(test_space):
     assert Image.open(test_space / "space.png").size[0] > 400
     data = (test_space / "explorer-data.js").read_text()
     payload = json.loads(data.removeprefix("window.SOUNDSPACE = ").rstrip().rstrip(";"))
-    assert payload["resolution"] == 3 and len(payload["cells"]) == 9 and len(payload["audio"]) == 9
+    assert payload["resolution"] == 3 and len(payload["cells"]) == 9
+    assert sorted(payload["audio"]) == sorted([c["name"] for c in payload["cells"]] + [
+        f"inputs/{label}" for label in ("NW", "NE", "SW", "SE")])  # the cells and the inputs
     assert payload["labels"]["NW"] == "Fingered bass"
     assert "http://" not in (test_space / "index.html").read_text().replace("http://www.w3.org", "")
 
@@ -528,6 +530,25 @@ def wait_until(driver, script, timeout=60.0):
     raise AssertionError(f"{script} stayed false for {timeout} s")
 
 
+def decoding(run, partial: Path) -> None:
+    """Wait until the run has planned and its decode kept a snapshot (a partial WAV)."""
+    deadline = time.monotonic() + 120
+    while not any(partial.glob("*.wav")):
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+        time.sleep(0.05)
+
+
+def end_all(driver, server, run) -> None:
+    """What a test over a run in progress started: the browser, the server and the run."""
+    if driver is not None:
+        driver.quit()
+    if server is not None:
+        server.close()
+    if run.poll() is None:
+        os.killpg(run.pid, 9)
+        run.wait()
+
+
 @pytest.mark.browser
 def test_a_space_is_heard_while_it_is_made_then_plays_its_finished_cells(tmp_path):
     """Issue 30, item 5: over `soundspace serve` during a run, the page shows each cell
@@ -546,10 +567,7 @@ def test_a_space_is_heard_while_it_is_made_then_plays_its_finished_cells(tmp_pat
     run = start(data, flow)
     server = driver = None
     try:
-        deadline = time.monotonic() + 120
-        while not any((space / snapshots.PARTIAL).glob("*.wav")):  # planned, and decoding
-            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
-            time.sleep(0.05)
+        decoding(run, space / snapshots.PARTIAL)
         server = Served(space)
         driver = chromium()
         driver.get(server.url)
@@ -593,13 +611,7 @@ def test_a_space_is_heard_while_it_is_made_then_plays_its_finished_cells(tmp_pat
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        if driver is not None:
-            driver.quit()
-        if server is not None:
-            server.close()
-        if run.poll() is None:
-            os.killpg(run.pid, 9)
-            run.wait()
+        end_all(driver, server, run)
 
 
 @pytest.mark.browser
@@ -621,10 +633,7 @@ def test_a_library_is_played_while_it_is_made_then_from_its_pads(tmp_path):
     run = start(data, flow)
     server = driver = None
     try:
-        deadline = time.monotonic() + 120
-        while not any((library / DECODES / snapshots.PARTIAL).glob("*.wav")):
-            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
-            time.sleep(0.05)
+        decoding(run, library / DECODES / snapshots.PARTIAL)
         server = Served(library)
         driver = chromium()
         driver.get(server.url)
@@ -665,13 +674,7 @@ def test_a_library_is_played_while_it_is_made_then_from_its_pads(tmp_path):
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        if driver is not None:
-            driver.quit()
-        if server is not None:
-            server.close()
-        if run.poll() is None:
-            os.killpg(run.pid, 9)
-            run.wait()
+        end_all(driver, server, run)
 
 
 @pytest.mark.browser

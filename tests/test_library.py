@@ -139,7 +139,11 @@ def test_small_library_end_to_end(tmp_path, monkeypatch):
     # By hand: cells with a share of NW (x < 1 and y < 1: 4 of 9) differ between the two pads;
     # the other 5 are the same mix in both. Per pitch 4 x 2 + 5 = 13 decodes, 26 for 2 pitches.
     assert result.decoded == result.points == 26 and result.cells == 2 * 2 * 9
-    pads = sorted(p.name for p in library_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    pads = sorted(p.name for p in library_dir.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name != "inputs")
+    # the inputs as the encoder heard them, each sound at each pitch, for the page
+    assert sorted(p.name for p in (library_dir / "inputs").iterdir()) == sorted(
+        f"{s}_{p}.wav" for s in ("bass", "trumpet", "guitar", "keyboard", "organ") for p in (48, 55))
     assert pads == ["bass_guitar_keyboard_organ", "trumpet_guitar_keyboard_organ"]
     for pad in pads:
         for pitch in (48, 55):

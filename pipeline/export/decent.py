@@ -5,8 +5,8 @@ A `.dsbundle` is a folder holding presets, their samples and a `DSLibraryInfo.xm
 Decent Sampler's library browser reads). In a preset each cell is a `<group>`: it answers only
 while the x controller's last value lies in its column's band and the y controller's in its
 row's (`loCCN`/`hiCCN`, Decent Sampler's form of SFZ's `locc`/`hicc`: the same bands as the SFZ
-export, `sfz.cc_ranges`), and holds one sample per pitch with the SFZ export's key ranges
-(`sfz.key_ranges`). Two labelled knobs on the preset's page show the controllers: each follows
+export, `zones.cc_ranges`), and holds one sample per pitch with the SFZ export's key ranges
+(`zones.key_ranges`). Two labelled knobs on the preset's page show the controllers: each follows
 its CC (a `<midi><cc>` binding to the knob's value). Until a controller moves, Decent Sampler
 reads its value as 0: the south-west cell plays.
 
@@ -20,10 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from ..audio import audible_samples
-from ..finished import Finished, read_cell
+from ..finished import Finished
 from ..pads import place
-from .sfz import cc_ranges, key_ranges
+from .zones import cells
 
 SAMPLES = "Samples"
 LIBRARY_INFO = "DSLibraryInfo.xml"
@@ -34,51 +33,43 @@ def write(
     source: Finished,
     out: Path,
     bar,
-    cc_x: int = 1,
-    cc_y: int = 2,
-    extend: int = 12,
-    attack: float = 0.005,
-    release: float = 0.15,
-    loop: tuple | None = None,
+    cc_x: int,
+    cc_y: int,
+    extend: int,
+    attack: float,
+    release: float,
+    loop: tuple | None,
 ) -> list[str]:
     """Write `out/<name>.dsbundle/`: a `<pad>.dspreset` per pad, its samples under
-    `Samples/<pad>/` and the library's info; returns the files written (relative to `out`)."""
+    `Samples/<pad>/` and the library's info; returns the files written (relative to `out`).
+    The options are the SFZ export's (`export.OPTIONS`)."""
     bundle = f"{source.name}.dsbundle"
     (out / bundle).mkdir()
     written = []
-    keys = key_ranges(source.pitches, extend)
-    columns, rows = cc_ranges(source.resolution), cc_ranges(source.rows)
     for pad in source.pads:
         folder = f"{SAMPLES}/{pad.name}"
         corners = ", ".join(
             f"{label}: {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
         )
         groups = []
-        for row in range(source.rows):
-            for column in range(source.resolution):
-                lo_x, hi_x = columns[column]
-                condition = f'loCC{cc_x}="{lo_x}" hiCC{cc_x}="{hi_x}"'
-                if not source.line:
-                    lo_y, hi_y = rows[source.rows - 1 - row]
-                    condition += f' loCC{cc_y}="{lo_y}" hiCC{cc_y}="{hi_y}"'
-                samples = []
-                for lo, hi, pitch in keys:
-                    cell = pad.cells[(column, row, pitch)]
-                    audio = read_cell(cell)[1]  # checked before it is linked
-                    place(cell.path, out / bundle / folder / cell.file)
-                    written.append(f"{bundle}/{folder}/{cell.file}")
-                    sample = (
-                        f'<sample path="{folder}/{cell.file}" rootNote="{pitch}" '
-                        f'loNote="{lo}" hiNote="{hi}"'
-                    )
-                    if loop is not None:
-                        audible = max(audible_samples(audio), 2)
-                        start, end = (round(f * audible) for f in loop)
-                        sample += f' loopEnabled="true" loopStart="{start}" loopEnd="{end - 1}"'
-                    samples.append(f"      {sample}/>")
-                    bar.update()
-                name = f"x{column:02d}_y{row:02d}"
-                groups += [f'    <group name="{name}" {condition}>', *samples, "    </group>"]
+        for name, (lo_x, hi_x), y, zones in cells(source, pad, extend):
+            condition = f'loCC{cc_x}="{lo_x}" hiCC{cc_x}="{hi_x}"'
+            if y is not None:
+                condition += f' loCC{cc_y}="{y[0]}" hiCC{cc_y}="{y[1]}"'
+            samples = []
+            for zone in zones:
+                place(zone.cell.path, out / bundle / folder / zone.cell.file)
+                written.append(f"{bundle}/{folder}/{zone.cell.file}")
+                sample = (
+                    f'<sample path="{folder}/{zone.cell.file}" rootNote="{zone.pitch}" '
+                    f'loNote="{zone.low}" hiNote="{zone.high}"'
+                )
+                if loop is not None:
+                    start, end = zone.loop(loop)
+                    sample += f' loopEnabled="true" loopStart="{start}" loopEnd="{end}"'
+                samples.append(f"      {sample}/>")
+                bar.update()
+            groups += [f'    <group name="{name}" {condition}>', *samples, "    </group>"]
         text = _preset(source, pad.name, corners, groups, cc_x, cc_y, attack, release)
         (out / bundle / f"{pad.name}.dspreset").write_text(text)
         written.append(f"{bundle}/{pad.name}.dspreset")

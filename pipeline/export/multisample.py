@@ -5,10 +5,10 @@ entry stored uncompressed (players stream samples from the zip), the XML first, 
 
 The format has one dimension besides key and velocity to choose a zone by: `select`. The cells
 take it in turn, row by row from the north-west (the order of the space's file names): cell i
-of n answers the select values `sfz.cc_ranges(n)[i]` of 0..127, so one controller (Bitwig's
+of n answers the select values `zones.cc_ranges(n)[i]` of 0..127, so one controller (Bitwig's
 Sampler modulates Select) walks the whole space and velocity stays the player's. A space of more
 than 128 cells per pad cannot give each its own value and is refused (the SFZ and Decent Sampler
-exports choose cells by two controllers). Keys as in the SFZ export (`sfz.key_ranges`). Each row
+exports choose cells by two controllers). Keys as in the SFZ export (`zones`). Each row
 is a `group`, which only sorts zones in an editor.
 """
 
@@ -19,9 +19,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import SoundspaceError
-from ..audio import audible_samples
-from ..finished import Finished, read_cell
-from .sfz import cc_ranges, key_ranges
+from ..finished import Finished
+from .zones import cc_ranges, cells
 
 XML = "multisample.xml"
 MAX_CELLS = 128  # distinct select values
@@ -42,32 +41,28 @@ def write(
 ) -> list[str]:
     """Write `out/<pad>.multisample` for every pad; returns the files written."""
     check(source)
-    keys = key_ranges(source.pitches, extend)
     bands = cc_ranges(source.resolution * source.rows)
     written = []
     for pad in source.pads:
         samples, sounds = [], {}
-        for row in range(source.rows):
-            for column in range(source.resolution):
-                low, high = bands[row * source.resolution + column]
-                for lo, hi, pitch in keys:
-                    cell = pad.cells[(column, row, pitch)]
-                    data, audio = read_cell(cell)
-                    sounds[cell.file] = data
-                    zone = '    <loop mode="off"/>'
-                    if loop is not None:
-                        audible = max(audible_samples(audio), 2)
-                        start, stop = (round(f * audible) for f in loop)
-                        zone = f'    <loop mode="loop" start="{start}" stop="{stop}"/>'
-                    samples += [
-                        f'  <sample file={quoteattr(cell.file)} group="{row}">',
-                        f'    <key root="{pitch}" low="{lo}" high="{hi}" track="1"/>',
-                        "    <velocity/>",
-                        f'    <select low="{low}" high="{high}"/>',
-                        zone,
-                        "  </sample>",
-                    ]
-                    bar.update()
+        for i, (_, _, _, zones) in enumerate(cells(source, pad, extend)):
+            low, high = bands[i]
+            row = i // source.resolution
+            for zone in zones:
+                sounds[zone.cell.file] = zone.data
+                looped = '    <loop mode="off"/>'
+                if loop is not None:
+                    start, end = zone.loop(loop)
+                    looped = f'    <loop mode="loop" start="{start}" stop="{end + 1}"/>'
+                samples += [
+                    f'  <sample file={quoteattr(zone.cell.file)} group="{row}">',
+                    f'    <key root="{zone.pitch}" low="{zone.low}" high="{zone.high}" track="1"/>',
+                    "    <velocity/>",
+                    f'    <select low="{low}" high="{high}"/>',
+                    looped,
+                    "  </sample>",
+                ]
+                bar.update()
         corners = ", ".join(
             f"{label} {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
         )

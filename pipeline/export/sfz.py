@@ -14,27 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..audio import audible_samples
-from ..finished import Finished, read_cell
+from ..finished import Finished
 from ..pads import place
+from .zones import cells, key_ranges
 
 SAMPLES = "samples"
-
-
-def key_ranges(pitches, extend: int) -> list[tuple[int, int, int]]:
-    """(lokey, hikey, pitch) per pitch, ascending, covering lowest - extend .. highest + extend."""
-    pitches = sorted(pitches)
-    ranges: list[tuple[int, int, int]] = []
-    for i, pitch in enumerate(pitches):
-        lo = max(0, pitch - extend) if i == 0 else ranges[-1][1] + 1
-        hi = min(127, pitch + extend) if i == len(pitches) - 1 else (pitch + pitches[i + 1]) // 2
-        ranges.append((lo, hi, pitch))
-    return ranges
-
-
-def cc_ranges(count: int) -> list[tuple[int, int]]:
-    """0..127 split into `count` bands as even as whole values allow, from the lowest."""
-    return [(i * 128 // count, (i + 1) * 128 // count - 1) for i in range(count)]
 
 
 def write(
@@ -49,12 +33,10 @@ def write(
     loop: tuple | None = None,
 ) -> list[str]:
     """Write `out/<pad>.sfz` and its samples under `out/samples/<pad>/` for every pad; `loop` is
-    (start, end) as fractions of each sound's audible part (`audio.audible_samples`: a loop in
-    the silence after a short sound would hold a key silent), or None. Returns the files
-    written."""
+    (start, end) as fractions of each sound's audible part (`zones`), or None. Returns the
+    files written."""
     written = []
     keys = key_ranges(source.pitches, extend)
-    columns, rows = cc_ranges(source.resolution), cc_ranges(source.rows)
     for pad in source.pads:
         folder = f"{SAMPLES}/{pad.name}"
         corners = ", ".join(
@@ -79,31 +61,23 @@ def write(
         if not source.line:
             lines += [f"set_cc{cc_y}=127", f"label_cc{cc_y}=Space y (south-north)"]
         lines += ["", "<global>", f"ampeg_attack={attack:g}", f"ampeg_release={release:g}"]
-        for row in range(source.rows):
-            for column in range(source.resolution):
-                name = f"x{column:02d}_y{row:02d}"
-                lo_x, hi_x = columns[column]
-                condition = f"locc{cc_x}={lo_x} hicc{cc_x}={hi_x}"
-                if not source.line:
-                    lo_y, hi_y = rows[source.rows - 1 - row]
-                    condition += f" locc{cc_y}={lo_y} hicc{cc_y}={hi_y}"
-                lines += ["", f"<group> // cell {name}", condition]
-                for lo, hi, pitch in keys:
-                    cell = pad.cells[(column, row, pitch)]
-                    samples = read_cell(cell)[1]  # checked before it is linked
-                    place(cell.path, out / folder / cell.file)
-                    written.append(f"{folder}/{cell.file}")
-                    region = (
-                        f"<region> sample={cell.file} pitch_keycenter={pitch} lokey={lo} hikey={hi}"
-                    )
-                    if loop is not None:
-                        audible = max(audible_samples(samples), 2)
-                        start, end = (round(f * audible) for f in loop)
-                        region += (
-                            f" loop_mode=loop_continuous loop_start={start} loop_end={end - 1}"
-                        )
-                    lines.append(region)
-                    bar.update()
+        for name, (lo_x, hi_x), y, zones in cells(source, pad, extend):
+            condition = f"locc{cc_x}={lo_x} hicc{cc_x}={hi_x}"
+            if y is not None:
+                condition += f" locc{cc_y}={y[0]} hicc{cc_y}={y[1]}"
+            lines += ["", f"<group> // cell {name}", condition]
+            for zone in zones:
+                place(zone.cell.path, out / folder / zone.cell.file)
+                written.append(f"{folder}/{zone.cell.file}")
+                region = (
+                    f"<region> sample={zone.cell.file} pitch_keycenter={zone.pitch} "
+                    f"lokey={zone.low} hikey={zone.high}"
+                )
+                if loop is not None:
+                    start, end = zone.loop(loop)
+                    region += f" loop_mode=loop_continuous loop_start={start} loop_end={end}"
+                lines.append(region)
+                bar.update()
         (out / f"{pad.name}.sfz").write_text("\n".join(lines) + "\n")
         written.append(f"{pad.name}.sfz")
     return written
