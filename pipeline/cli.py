@@ -631,7 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_explore)
 
-    p = sub.add_parser("serve", help="serve a space's or library's explorer on 127.0.0.1")
+    p = sub.add_parser(
+        "serve", help="serve a space's or library's page on 127.0.0.1, also while it is being made"
+    )
     p.add_argument(
         "space",
         metavar="FOLDER",
@@ -821,7 +823,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inputs)
 
     p = sub.add_parser(
-        "export", help="a space or library as an instrument: Open NSynth Super pads (onss) or SFZ"
+        "export",
+        help="a space or library as an instrument: SFZ, Decent Sampler, Bitwig multisample or "
+        "Open NSynth Super pads",
     )
     p.add_argument(
         "source",
