@@ -503,7 +503,7 @@ def _midi_number(option: str, low: int = 0, high: int = 127):
 
 def _preset(text: str) -> str:
     """A program number 0-127, or a preset's name (checked against the soundfont later)."""
-    if text.isdigit() and not 0 <= int(text) <= 127:
+    if text.isascii() and text.isdigit() and not 0 <= int(text) <= 127:
         raise argparse.ArgumentTypeError(f"{text!r}: --program takes a whole number from 0 to 127")
     if not text.strip():
         raise argparse.ArgumentTypeError("--program: give a number or a preset's name")

@@ -52,8 +52,14 @@ def model_at(folder: Path) -> tuple:
     try:
         stored = parse_json((folder / CONFIG_FILE).read_text())
         return ModelConfig.from_dict(stored["config"]), f"the model in {folder}"
-    except (OSError, ValueError, KeyError, TypeError, SoundspaceError):
-        return None, f"Magenta's full-size model (assumed: {folder} holds no readable model)"
+    except FileNotFoundError:
+        return None, f"Magenta's full-size model (assumed: {folder} holds no model yet)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SoundspaceError) as error:
+        why = str(error) if isinstance(error, SoundspaceError) else type(error).__name__
+        return None, (
+            f"Magenta's full-size model (assumed: {folder / CONFIG_FILE} is not a model's: "
+            f"{why[:120]})"
+        )
 
 
 def estimate(samples: int, config, model: str) -> dict:

@@ -223,10 +223,15 @@ def choose(soundfont, wanted: list[str], bank: int) -> list[tuple[int, str]]:
     in_bank = {p: n for (b, p), n in presets(path).items() if b == bank}
     chosen = []
     for item in wanted:
-        if item.isdigit():
+        if item.isascii() and item.isdigit():
             chosen.append((int(item), check_preset(path, int(item), bank)))
             continue
         named = [p for p, n in in_bank.items() if n.strip().lower() == item.strip().lower()]
+        if len(named) > 1:
+            raise SoundspaceError(
+                f"{path} has {len(named)} presets named {item[:40]!r} in bank {bank} (programs "
+                f"{', '.join(map(str, sorted(named)))}): give the program number"
+            )
         if not named:
             near = [n for n in in_bank.values() if item.strip().lower() in n.lower()]
             raise SoundspaceError(

@@ -241,3 +241,17 @@ def test_a_preset_table_that_lies_about_its_size_is_reported_damaged(tmp_path, d
         presets(path)
     assert str(refused.value) == (f"{path}: its preset table (phdr chunk) {why}: a damaged or "
                                   "truncated SoundFont 2 file; get the soundfont again")
+
+
+def test_a_preset_name_is_one_preset_or_the_numbers_to_choose_from(tmp_path):
+    """Two presets may share a name in a bank: the name alone is refused with their numbers;
+    a name that is all digits is a program number."""
+    from pipeline import SoundspaceError
+    from pipeline.soundfont import choose
+
+    table = (preset_record("Pad", 3, 0) + preset_record("Pad", 7, 0)
+             + preset_record("Lead", 5, 0) + preset_record("EOP", 0, 0))
+    (tmp_path / "two.sf2").write_bytes(soundfont_with(table, len(table), PBAG))
+    assert choose(tmp_path / "two.sf2", ["lead", "05"], 0) == [(5, "Lead"), (5, "Lead")]
+    with pytest.raises(SoundspaceError, match=r"2 presets named 'pad' in bank 0 \(programs 3, 7\)"):
+        choose(tmp_path / "two.sf2", ["pad"], 0)

@@ -601,3 +601,35 @@ def test_a_multisample_of_more_cells_than_select_values_is_refused(made, tmp_pat
     many = replace(read(made["space"]), resolution=12)  # 144 cells
     with pytest.raises(SoundspaceError, match="144 cells per pad, more than the 128"):
         multisample.check(many)
+
+
+def test_names_and_labels_xml_cannot_hold_are_made_safe(tmp_path):
+    """Hyphen runs (`--` ends an XML comment) and control characters (XML has no escape for
+    them) in a space's name and labels: the presets and multisample.xml still parse and pass
+    their schemas."""
+    from lxml import etree
+    import zipfile
+
+    data = dataset(tmp_path / "d", length=0.05, resolution=2, name="a---b")
+    config = json.loads((data / "space.json").read_text())
+    config["sounds"]["NW"]["label"] = "Bass--->Tone & <Co> \u00e9\u0001"
+    (data / "space.json").write_text(json.dumps(config))
+    space = generate_space(data, workflow(tmp_path), progress=False, log=lambda _: None,
+                           pictures=False).space_dir
+    assert export(space, "--format", "decent", "--out", tmp_path / "ds", "--loop") == 0
+    preset = etree.parse(str(tmp_path / "ds" / "a---b.dsbundle" / "a---b.dspreset"))
+    assert schema("DecentSampler.xsd").validate(preset)
+    assert "Bass->Tone & <Co> \u00e9" in preset.find("ui/tab/label[2]").get("text")
+    assert export(space, "--format", "multisample", "--out", tmp_path / "ms") == 0
+    with zipfile.ZipFile(tmp_path / "ms" / "a---b.multisample") as archive:
+        assert schema("multisample.xsd").validate(etree.fromstring(archive.read("multisample.xml")))
+
+
+def test_a_silent_or_near_silent_zone_is_not_looped():
+    from pipeline.export.zones import Zone
+
+    silent = Zone(0, 127, 60, None, b"", np.zeros(1600, np.int16))
+    blip = Zone(0, 127, 60, None, b"", np.r_[np.full(3, 9000), np.zeros(1597)].astype(np.int16))
+    held = Zone(0, 127, 60, None, b"", np.full(1600, 9000, np.int16))
+    assert silent.loop((0.5, 0.6)) is None and blip.loop((0.2, 0.41)) is None
+    assert held.loop((0.2, 0.41)) == (320, 655)  # 20 % to 41 % of 1600 frames, its last one 655

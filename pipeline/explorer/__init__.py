@@ -105,11 +105,13 @@ def read_inputs(folder: Path, names: list[str]) -> dict[str, bytes]:
     for name in names:
         try:
             path = inside(folder, f"{INPUTS}/{name}.wav", "input sound")
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_INPUT_BYTES:
-                found[name] = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (OSError, SoundspaceError):
             continue
+        with os.fdopen(fd, "rb") as f:  # what is checked is what is read: no link, no FIFO
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_INPUT_BYTES:
+                found[name] = f.read(MAX_INPUT_BYTES)
     return found
 
 

@@ -7,8 +7,10 @@ while the x controller's last value lies in its column's band and the y controll
 row's (`loCCN`/`hiCCN`, Decent Sampler's form of SFZ's `locc`/`hicc`: the same bands as the SFZ
 export, `zones.cc_ranges`), and holds one sample per pitch with the SFZ export's key ranges
 (`zones.key_ranges`). Two labelled knobs on the preset's page show the controllers: each follows
-its CC (a `<midi><cc>` binding to the knob's value). Until a controller moves, Decent Sampler
-reads its value as 0: the south-west cell plays.
+its CC (a `<midi><cc>` binding to the knob's value); turning a knob by hand chooses nothing (a
+CC range reads the MIDI that comes in), and the page says so. Which cell plays before a
+controller has moved is Decent Sampler's to decide (its guide does not say; a preset has no
+`set_cc`): move both once.
 
 The schema the suite validates every preset against (an unofficial one, now kept by Decent
 Sampler's author) does not declare the XY pad the guide documents, so the page has the two knobs;
@@ -22,7 +24,7 @@ from xml.sax.saxutils import quoteattr
 
 from ..finished import Finished
 from ..pads import place
-from .zones import cells
+from .zones import cells, xml_text
 
 SAMPLES = "Samples"
 LIBRARY_INFO = "DSLibraryInfo.xml"
@@ -48,8 +50,10 @@ def write(
     written = []
     for pad in source.pads:
         folder = f"{SAMPLES}/{pad.name}"
-        corners = ", ".join(
-            f"{label}: {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
+        corners = xml_text(
+            ", ".join(
+                f"{label}: {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
+            )
         )
         groups = []
         for name, (lo_x, hi_x), y, zones in cells(source, pad, extend):
@@ -64,9 +68,9 @@ def write(
                     f'<sample path="{folder}/{zone.cell.file}" rootNote="{zone.pitch}" '
                     f'loNote="{zone.low}" hiNote="{zone.high}"'
                 )
-                if loop is not None:
-                    start, end = zone.loop(loop)
-                    sample += f' loopEnabled="true" loopStart="{start}" loopEnd="{end}"'
+                looped = zone.loop(loop) if loop is not None else None
+                if looped is not None:
+                    sample += f' loopEnabled="true" loopStart="{looped[0]}" loopEnd="{looped[1]}"'
                 samples.append(f"      {sample}/>")
                 bar.update()
             groups += [f'    <group name="{name}" {condition}>', *samples, "    </group>"]
@@ -94,12 +98,12 @@ def _preset(source, pad: str, corners: str, groups, cc_x, cc_y, attack, release)
     if not source.line:
         knobs.append(knob.format(x=440, label=quoteattr(f"y: CC {cc_y}")))
         follow.append(_follow(cc_y, 3))
-    title = f"{source.name} {pad}" if source.kind == "library" else source.name
+    title = xml_text(f"{source.name} {pad}" if source.kind == "library" else source.name)
     return "\n".join(
         [
             '<?xml version="1.0" encoding="UTF-8"?>',
-            f"<!-- {_comment(title)}: a soundspace {source.kind}, by soundspace export; "
-            f"corners {_comment(corners)}; model {source.model}, seed {source.seed} -->",
+            f"<!-- {title}: a soundspace {source.kind}, by soundspace export; "
+            f"corners {corners}; model {source.model}, seed {source.seed} -->",
             '<DecentSampler minVersion="1.6.0">',
             f'  <ui width="{UI_WIDTH}" height="{UI_HEIGHT}" bgColor="FF111111">',
             '    <tab name="main">',
@@ -107,7 +111,10 @@ def _preset(source, pad: str, corners: str, groups, cc_x, cc_y, attack, release)
             'textColor="FFFFFFFF" textSize="22"/>',
             f'      <label x="20" y="60" width="770" height="60" text={quoteattr(corners)} '
             'textColor="FFAAAAAA" textSize="14"/>',
-            *knobs,
+            *knobs,  # positions 2 and 3: after the two labels above (bindings count them)
+            '      <label x="20" y="300" width="770" height="40" '
+            f"text={quoteattr(_how(source, cc_x, cc_y))} "
+            'textColor="FFAAAAAA" textSize="14"/>',
             "    </tab>",
             "  </ui>",
             f'  <groups attack="{attack:g}" release="{release:g}">',
@@ -122,6 +129,12 @@ def _preset(source, pad: str, corners: str, groups, cc_x, cc_y, attack, release)
     )
 
 
+def _how(source, cc_x: int, cc_y: int) -> str:
+    """What the page says of its knobs: they show the controllers, which choose the cell."""
+    moved = f"CC {cc_x} (x)" if source.line else f"CC {cc_x} (x) and CC {cc_y} (y)"
+    return f"Move {moved} on your controller to choose the cell: the knobs show where they are."
+
+
 def _follow(cc: int, knob: int) -> str:
     """The binding that moves knob `knob` of the page with controller `cc`."""
     return (
@@ -129,7 +142,3 @@ def _follow(cc: int, knob: int) -> str:
         'parameter="VALUE" translation="linear" translationOutputMin="0" '
         'translationOutputMax="127"/></cc>'
     )
-
-
-def _comment(text: str) -> str:
-    return text.replace("--", "- -")

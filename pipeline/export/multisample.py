@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .. import SoundspaceError
 from ..finished import Finished
-from .zones import cc_ranges, cells
+from .zones import cc_ranges, cells, xml_text
 
 XML = "multisample.xml"
 MAX_CELLS = 128  # distinct select values
@@ -51,9 +51,9 @@ def write(
             for zone in zones:
                 sounds[zone.cell.file] = zone.data
                 looped = '    <loop mode="off"/>'
-                if loop is not None:
-                    start, end = zone.loop(loop)
-                    looped = f'    <loop mode="loop" start="{start}" stop="{end + 1}"/>'
+                bounds = zone.loop(loop) if loop is not None else None
+                if bounds is not None:  # `stop` is exclusive: one past the last frame
+                    looped = f'    <loop mode="loop" start="{bounds[0]}" stop="{bounds[1] + 1}"/>'
                 samples += [
                     f'  <sample file={quoteattr(zone.cell.file)} group="{row}">',
                     f'    <key root="{zone.pitch}" low="{zone.low}" high="{zone.high}" track="1"/>',
@@ -66,7 +66,7 @@ def write(
         corners = ", ".join(
             f"{label} {i.label}" for label, i in zip(source.labels, pad.corners, strict=True)
         )
-        title = f"{source.name} {pad.name}" if source.kind == "library" else source.name
+        title = xml_text(f"{source.name} {pad.name}" if source.kind == "library" else source.name)
         xml = "\n".join(
             [
                 '<?xml version="1.0" encoding="UTF-8"?>',
@@ -74,7 +74,7 @@ def write(
                 "  <generator>soundspace</generator>",
                 "  <category>Sound space</category>",
                 "  <creator>soundspace</creator>",
-                f"  <description>{escape(_description(source, corners))}</description>",
+                f"  <description>{escape(xml_text(_description(source, corners)))}</description>",
                 "  <keywords><keyword>soundspace</keyword><keyword>NSynth</keyword></keywords>",
                 *(
                     f'  <group name="row y{row:02d}" color="{_colour(row, source.rows)}"/>'

@@ -73,9 +73,11 @@ def write(
                     f"<region> sample={zone.cell.file} pitch_keycenter={zone.pitch} "
                     f"lokey={zone.low} hikey={zone.high}"
                 )
-                if loop is not None:
-                    start, end = zone.loop(loop)
-                    region += f" loop_mode=loop_continuous loop_start={start} loop_end={end}"
+                looped = zone.loop(loop) if loop is not None else None
+                if looped is not None:
+                    region += (
+                        f" loop_mode=loop_continuous loop_start={looped[0]} loop_end={looped[1]}"
+                    )
                 lines.append(region)
                 bar.update()
         (out / f"{pad.name}.sfz").write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ silence after a short sound.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,13 @@ import numpy as np
 
 from ..audio import audible_samples
 from ..finished import Cell, Finished, read_cell
+
+
+def xml_text(text: str) -> str:
+    """A name or label as XML may hold it in text, attributes and comments: no control
+    characters (XML 1.0 has no escape for them) and no run of hyphens (`--` ends a comment)."""
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    return re.sub(r"-{2,}", "-", text)
 
 
 def key_ranges(pitches, extend: int) -> list[tuple[int, int, int]]:
@@ -36,6 +44,9 @@ def cc_ranges(count: int) -> list[tuple[int, int]]:
     return [(i * 128 // count, (i + 1) * 128 // count - 1) for i in range(count)]
 
 
+MIN_LOOP = 16  # frames (1 ms): a shorter loop would buzz rather than sustain
+
+
 @dataclass
 class Zone:
     """One cell at one pitch: its keys, the cell and its WAV (checked by `read_cell`: its bytes
@@ -48,11 +59,12 @@ class Zone:
     data: bytes
     samples: np.ndarray
 
-    def loop(self, fractions: tuple) -> tuple[int, int]:
-        """The loop's first and last frame, `fractions` of the audible part."""
-        audible = max(audible_samples(self.samples), 2)
+    def loop(self, fractions: tuple) -> tuple[int, int] | None:
+        """The loop's first and last frame, `fractions` of the audible part; None where that
+        is under MIN_LOOP (a silent or all but silent cell: the zone plays once)."""
+        audible = audible_samples(self.samples)
         start, end = (round(f * audible) for f in fractions)
-        return start, end - 1
+        return (start, end - 1) if end - start >= MIN_LOOP else None
 
 
 def cells(source: Finished, pad, extend: int) -> Iterator[tuple[str, tuple, tuple | None, list]]:
