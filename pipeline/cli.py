@@ -907,6 +907,9 @@ def main(argv=None) -> int:
     except SoundspaceError as error:
         print(f"soundspace {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader has gone (`soundspace inputs --list | head`): quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:
         # The advice names the option that says where this command writes.
         out = "--output" if args.command == "generate" else "--out" if "out" in args else "folder"

@@ -255,3 +255,14 @@ def test_a_preset_name_is_one_preset_or_the_numbers_to_choose_from(tmp_path):
     assert choose(tmp_path / "two.sf2", ["lead", "05"], 0) == [(5, "Lead"), (5, "Lead")]
     with pytest.raises(SoundspaceError, match=r"2 presets named 'pad' in bank 0 \(programs 3, 7\)"):
         choose(tmp_path / "two.sf2", ["pad"], 0)
+
+
+@needs_fluidsynth
+def test_a_listing_cut_short_by_its_reader_ends_quietly():
+    """`soundspace inputs --list | head`: the reader goes away (here before the listing is
+    written); no error line, exit 0."""
+    listing = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "inputs", "--soundfont",
+                                str(SOUNDFONT), "--list"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    listing.stdout.close()
+    assert listing.wait(60) == 0 and listing.stderr.read() == ""
