@@ -115,7 +115,8 @@ def test_page_in_headless_chromium_from_file(test_space):
         assert len(cells) == 9
         assert [c.get_attribute("data-name") for c in cells[:3]] == ["x00_y00", "x01_y00", "x02_y00"]
         labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".label")]
-        assert labels == ["NW: Fingered bass", "NE: Nylon guitar", "SW: Electric piano", "SE: Reed organ"]
+        assert labels == ["NW: Fingered bass ▶", "NE: Nylon guitar ▶", "SW: Electric piano ▶",
+                          "SE: Reed organ ▶"]  # each plays its input sound
 
         # Moving over a cell plays it: a buffer source started on a running AudioContext.
         ActionChains(driver).move_to_element(cells[4]).perform()
